@@ -1,0 +1,558 @@
+"""GenServer: a process that keeps state and answers calls, as in OTP's ``gen_server``.
+
+Subclass :class:`GenServer`, keep state on ``self`` and implement the callbacks you need. Each
+callback may be a plain or an ``async`` method.
+
+``init(arg)``
+    Runs in the new process before ``start`` returns. Return ``None`` to go on,
+    :class:`Continue` to run ``handle_continue`` before any message, :class:`Ignore` to end
+    quietly (``start`` raises :class:`~trunkline.otp.StartIgnored`; a supervisor records the
+    child as not running) or :class:`Stop` to fail the start.
+
+``handle_call(request, from_)``
+    A synchronous request. Return the reply value; or :class:`Reply` for a reply with
+    options; or :class:`NoReply` to answer later with :func:`reply` from anywhere, using
+    ``from_``; or :class:`Stop`.
+
+``handle_cast(request)``, ``handle_info(message)``, ``handle_continue(term)``
+    Asynchronous requests, any other message, and continuations. Return ``None``,
+    :class:`NoReply`/:class:`Continue`, or :class:`Stop`. An unexpected info message is
+    logged, not fatal.
+
+``terminate(reason)``
+    Runs when the server stops: after :class:`Stop`, :func:`stop`, a crash in a callback,
+    or - only if the server traps exits (``trap_exit = True``) - when its parent (its
+    supervisor) asks it to shut down.
+
+Example::
+
+    class Counter(GenServer):
+        def init(self, start: int) -> None:
+            self.count = start
+
+        def handle_call(self, request, from_):
+            match request:
+                case "get":
+                    return self.count
+
+        def handle_cast(self, request) -> None:
+            match request:
+                case ("add", n):
+                    self.count += n
+
+    pid = await Counter.start_link(0, name="counter")
+    cast("counter", ("add", 2))
+    assert await call("counter", "get") == 2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Hashable
+from typing import Any, ClassVar, TypeAlias
+
+from .exceptions import (
+    AlreadyStarted,
+    CallError,
+    CallTimeout,
+    NameTaken,
+    ProcessExit,
+    StartError,
+    StartIgnored,
+)
+from .node import current_node
+from .process import (
+    _TIMEOUT,
+    KILL,
+    NOPROC,
+    NORMAL,
+    Died,
+    Exit,
+    Pid,
+    Via,
+    _die,
+    _expire,
+    exit,
+    resolve,
+    spawn,
+)
+
+__all__ = [
+    "Continue",
+    "From",
+    "GenServer",
+    "Ignore",
+    "NoReply",
+    "Reply",
+    "Stop",
+    "call",
+    "cast",
+    "reply",
+    "stop",
+]
+
+log = logging.getLogger("trunkline.otp")
+
+From: TypeAlias = "asyncio.Future[Any]"
+"""Identifies a caller waiting for a reply; pass it to :func:`reply`. Treat it as opaque."""
+
+Server: TypeAlias = "Pid | Via | Hashable"
+
+
+class _Tag:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# Requests travel as small tuples headed by private tags: the cheapest thing to build and test.
+_CALL = _Tag("$gen_call")
+_CAST = _Tag("$gen_cast")
+_STOP = _Tag("$gen_stop")
+_IGNORE = _Tag("ignore")
+_NO_REPLY = _Tag("no_reply")
+
+
+class Reply:
+    """Reply ``value`` to the caller; optionally continue or set an idle timeout."""
+
+    __slots__ = ("continue_", "timeout", "value")
+
+    def __init__(
+        self, value: Any, *, continue_: Any = None, timeout: float | None = None
+    ) -> None:
+        self.value = value
+        self.continue_ = continue_
+        self.timeout = timeout
+
+
+class NoReply:
+    """Do not reply now (from ``handle_call``: reply later with :func:`reply`).
+
+    ``continue_`` runs ``handle_continue`` with it before the next message; ``timeout`` sends
+    ``"timeout"`` to ``handle_info`` if no message arrives within that many seconds.
+    """
+
+    __slots__ = ("continue_", "timeout")
+
+    def __init__(self, *, continue_: Any = None, timeout: float | None = None) -> None:
+        self.continue_ = continue_
+        self.timeout = timeout
+
+
+class Continue(NoReply):
+    """Shorthand for ``NoReply(continue_=term)``."""
+
+    __slots__ = ()
+
+    def __init__(self, term: Any) -> None:
+        super().__init__(continue_=term)
+
+
+class Stop:
+    """Stop the server with ``reason``; from ``handle_call``, optionally reply first."""
+
+    __slots__ = ("reason", "reply")
+
+    def __init__(self, reason: Any = NORMAL, *, reply: Any = _NO_REPLY) -> None:
+        self.reason = reason
+        self.reply = reply
+
+
+class Ignore:
+    """From ``init``: do not start, and do not count as a failure."""
+
+    __slots__ = ()
+
+
+_CALLBACKS = ("init", "handle_call", "handle_cast", "handle_info", "handle_continue", "terminate")
+
+
+class GenServer:
+    """Base class for servers; see the module documentation for the callbacks.
+
+    Class attributes:
+        trap_exit: trap exits from the start, so that a supervisor's shutdown runs
+            ``terminate`` (default ``False``, as in OTP).
+    """
+
+    trap_exit: ClassVar[bool] = False
+    _async: ClassVar[frozenset[str]] = frozenset()
+    pid: Pid
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Decided once per class, so the message loop need not ask on every message.
+        cls._async = frozenset(
+            name for name in _CALLBACKS if inspect.iscoroutinefunction(getattr(cls, name))
+        )
+
+    # -- callbacks (defaults) -----------------------------------------------------------------
+
+    def init(self, arg: Any) -> Any:
+        return None
+
+    def handle_call(self, request: Any, from_: From) -> Any:
+        raise RuntimeError(
+            f"{self._describe()} received call {request!r} but defines no handle_call"
+        )
+
+    def handle_cast(self, request: Any) -> Any:
+        raise RuntimeError(
+            f"{self._describe()} received cast {request!r} but defines no handle_cast"
+        )
+
+    def handle_info(self, message: Any) -> Any:
+        log.warning("%s received unexpected message: %r", self._describe(), message)
+        return None
+
+    def handle_continue(self, term: Any) -> Any:
+        raise RuntimeError(
+            f"{self._describe()} returned continue {term!r} but defines no handle_continue"
+        )
+
+    def terminate(self, reason: Any) -> Any:
+        return None
+
+    # -- client API ----------------------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls,
+        arg: Any = None,
+        *,
+        name: Hashable | Via | None = None,
+        link: bool = False,
+        timeout: float | None = 5.0,
+    ) -> Pid:
+        """Start a server process and wait for its ``init`` to finish.
+
+        Args:
+            arg: passed to ``init``.
+            name: a local name or a :class:`~trunkline.otp.Via` name to register.
+            link: link the server to the caller (see :meth:`start_link`).
+            timeout: seconds ``init`` may take; after that the server is killed.
+
+        Returns:
+            The server's pid.
+
+        Raises:
+            AlreadyStarted: ``name`` is held by a live process (its pid is on the error).
+            StartIgnored: ``init`` returned :class:`Ignore`.
+            StartError: ``init`` returned :class:`Stop`, raised, or timed out.
+        """
+        node = current_node()
+        server = cls()
+        ack: asyncio.Future[Any] = node.loop.create_future()
+        local_name = None if isinstance(name, Via) else name
+        try:
+            pid = spawn(_serve, server, arg, ack, name, link=link, name=local_name)
+        except NameTaken as e:
+            raise AlreadyStarted(cls.__qualname__, name, e.pid) from None
+        pid._trap_exit = cls.trap_exit
+        pid._behaviour = server
+        server.pid = pid
+        if timeout is None:
+            result = await ack
+        else:
+            timer = node.clock.call_later(timeout, _expire, ack)
+            try:
+                result = await ack
+            finally:
+                timer.cancel()
+        if result is pid:
+            return pid
+        if result is _TIMEOUT:
+            _unlink_quietly(pid)
+            exit(pid, KILL)
+            raise StartError(cls.__qualname__, "timeout")
+        if result is _IGNORE:
+            raise StartIgnored(cls.__qualname__)
+        if isinstance(result, AlreadyStarted):
+            raise result
+        assert type(result) is Died
+        raise StartError(cls.__qualname__, result.reason)
+
+    @classmethod
+    async def start_link(
+        cls,
+        arg: Any = None,
+        *,
+        name: Hashable | Via | None = None,
+        timeout: float | None = 5.0,
+    ) -> Pid:
+        """:meth:`start`, linked to the caller: how a supervisor starts its children.
+
+        When ``init`` fails, the failure is raised here and the caller is *not* sent an exit
+        signal for it (the link is removed first), so a failed start is an exception, not a
+        crash of the caller.
+        """
+        return await cls.start(arg, name=name, link=True, timeout=timeout)
+
+    def _describe(self) -> str:
+        pid = getattr(self, "pid", None)
+        name = pid._name if pid is not None else None
+        label = type(self).__qualname__
+        return f"{label} {pid!r}" + (f" ({name!r})" if name is not None else "")
+
+
+def _unlink_quietly(pid: Pid) -> None:
+    parent = pid._parent
+    if parent is not None:
+        if parent._links is not None:
+            parent._links.discard(pid)
+        if pid._links is not None:
+            pid._links.discard(parent)
+
+
+# -- the server loop -----------------------------------------------------------------------------
+
+
+async def _serve(
+    server: GenServer, arg: Any, ack: asyncio.Future[Any], name: Hashable | Via | None
+) -> None:
+    pid = server.pid
+    asyncs = server._async
+    if isinstance(name, Via) and not name.registry.register_name(name.key, pid):
+        holder = name.registry.whereis_name(name.key)
+        _unlink_quietly(pid)
+        ack.set_result(AlreadyStarted(type(server).__qualname__, name, holder))
+        return
+    try:
+        result = server.init(arg)
+        if "init" in asyncs:
+            result = await result
+    except ProcessExit as e:
+        _init_failed(pid, ack, e.reason)
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        _init_failed(pid, ack, e)
+        raise
+    if isinstance(result, Ignore):
+        _unlink_quietly(pid)
+        if not ack.done():
+            ack.set_result(_IGNORE)
+        return
+    if isinstance(result, Stop):
+        _init_failed(pid, ack, result.reason)
+        raise ProcessExit(result.reason)
+    if ack.done():  # the starter gave up waiting: it has killed us already
+        return
+    ack.set_result(pid)
+    await _loop(server, pid, result if isinstance(result, NoReply) else None)
+
+
+def _init_failed(pid: Pid, ack: asyncio.Future[Any], reason: Any) -> None:
+    _unlink_quietly(pid)
+    if not ack.done():
+        ack.set_result(Died(reason))
+
+
+async def _loop(server: GenServer, pid: Pid, pending: NoReply | None) -> None:
+    asyncs = server._async
+    call_async = "handle_call" in asyncs
+    cast_async = "handle_cast" in asyncs
+    info_async = "handle_info" in asyncs
+    mailbox = pid._mailbox
+    message: Any = None
+    timeout: float | None = None
+    try:
+        while True:
+            # A continuation from the previous callback runs before the next message.
+            while pending is not None:
+                timeout = pending.timeout
+                term = pending.continue_
+                pending = None
+                if term is not None:
+                    result = server.handle_continue(term)
+                    if "handle_continue" in asyncs:
+                        result = await result
+                    if result is not None:
+                        pending = _after(server, "handle_continue", result)
+            if not mailbox:
+                if timeout is None:
+                    await pid._wait(None)
+                else:
+                    try:
+                        await pid._wait(timeout)
+                    except TimeoutError:
+                        mailbox.append("timeout")
+                timeout = None
+                continue
+            message = mailbox.popleft()
+            pid._current = message
+            pid._handled += 1
+            kind = message[0] if type(message) is tuple and message else None
+            if kind is _CALL:
+                from_ = message[1]
+                result = server.handle_call(message[2], from_)
+                if call_async:
+                    result = await result
+                rtype = type(result)
+                if rtype is Reply:
+                    if not from_.done():
+                        from_.set_result(result.value)
+                    if result.continue_ is not None or result.timeout is not None:
+                        pending = NoReply(continue_=result.continue_, timeout=result.timeout)
+                elif rtype is NoReply or rtype is Continue:
+                    pending = result
+                elif rtype is Stop:
+                    if result.reply is not _NO_REPLY and not from_.done():
+                        from_.set_result(result.reply)
+                    raise _Stopping(result.reason)
+                elif not from_.done():
+                    from_.set_result(result)
+            elif kind is _CAST:
+                result = server.handle_cast(message[1])
+                if cast_async:
+                    result = await result
+                if result is not None:
+                    pending = _after(server, "handle_cast", result)
+            elif kind is _STOP:
+                raise _Stopping(message[1])
+            else:
+                if type(message) is Exit and message.pid is pid._parent and pid._trap_exit:
+                    # Our supervisor (or whoever started us) is shutting us down.
+                    raise _Stopping(message.reason)
+                result = server.handle_info(message)
+                if info_async:
+                    result = await result
+                if result is not None:
+                    pending = _after(server, "handle_info", result)
+    except _Stopping as stopping:
+        reason = stopping.reason
+        await _terminate(server, reason)
+        raise ProcessExit(reason) from None
+    except (ProcessExit, asyncio.CancelledError):
+        raise
+    except Exception as e:
+        await _terminate(server, e)
+        raise
+
+
+def _after(server: GenServer, callback: str, result: Any) -> NoReply:
+    if isinstance(result, NoReply):
+        return result
+    if type(result) is Stop:
+        raise _Stopping(result.reason)
+    raise TypeError(
+        f"{server._describe()}: {callback} must return None, NoReply, Continue or Stop, "
+        f"not {result!r}"
+    )
+
+
+class _Stopping(Exception):  # noqa: N818 - internal control flow
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+
+
+async def _terminate(server: GenServer, reason: Any) -> None:
+    try:
+        result = server.terminate(reason)
+        if "terminate" in server._async:
+            await result
+    except Exception:
+        log.exception("%s: terminate(%r) raised", server._describe(), reason)
+
+
+# -- client functions ------------------------------------------------------------------------------
+
+
+async def call(server: Server, request: Any, timeout: float | None = 5.0) -> Any:
+    """Send ``request`` to ``server`` and wait for its reply.
+
+    The caller is notified at once if the server is missing or dies before replying; a reply
+    that arrives after the timeout is dropped.
+
+    Args:
+        server: a pid, a local name or a :class:`~trunkline.otp.Via` name.
+        timeout: seconds to wait; ``None`` waits forever.
+
+    Raises:
+        CallError: the server does not exist (``reason`` ``"noproc"``), or it ended before
+            replying (``reason`` is its exit reason); also when a server calls itself.
+        CallTimeout: no reply within ``timeout`` (a :class:`CallError` and a ``TimeoutError``).
+    """
+    pid = server if type(server) is Pid else resolve(server)
+    if pid is None or not pid._alive:
+        raise CallError(server, NOPROC, request)
+    node = pid._node
+    loop = node.loop
+    if pid._task is asyncio.current_task(loop):
+        raise CallError(server, "calling_self", request)
+    future = loop.create_future()
+    callers = pid._callers
+    if callers is None:
+        callers = pid._callers = set()
+    callers.add(future)
+    pid._deliver((_CALL, future, request))
+    try:
+        if timeout is None:
+            result = await future
+        else:
+            timer = node.clock.call_later(timeout, _expire, future)
+            result = await future
+            timer.cancel()
+    finally:
+        callers.discard(future)
+    if type(result) is Died:
+        raise CallError(server, result.reason, request)
+    if result is _TIMEOUT:
+        raise CallTimeout(server, request, timeout or 0.0)
+    return result
+
+
+def cast(server: Server, request: Any) -> None:
+    """Send ``request`` to ``server`` without waiting. Never fails, as in OTP."""
+    pid = server if type(server) is Pid else resolve(server)
+    if pid is not None:
+        pid._deliver((_CAST, request))
+
+
+def reply(from_: From, value: Any) -> None:
+    """Answer a caller that ``handle_call`` left waiting with :class:`NoReply`.
+
+    Works from any task. A reply to a caller that already timed out or died is dropped.
+    """
+    if not from_.done():
+        from_.set_result(value)
+
+
+async def stop(server: Server, reason: Any = NORMAL, timeout: float | None = None) -> None:
+    """Stop ``server`` with ``reason``: its ``terminate`` runs, then this returns.
+
+    Raises:
+        CallError: the server does not exist (``"noproc"``), or ended with another reason.
+        CallTimeout: it did not stop within ``timeout``; it has then been killed.
+    """
+    pid = server if type(server) is Pid else resolve(server)
+    if pid is None or not pid._alive:
+        raise CallError(server, NOPROC, ("stop", reason))
+    node = pid._node
+    future = node.loop.create_future()
+    callers = pid._callers
+    if callers is None:
+        callers = pid._callers = set()
+    callers.add(future)
+    pid._deliver((_STOP, reason))
+    timer = node.clock.call_later(timeout, _expire, future) if timeout is not None else None
+    try:
+        result = await future
+    finally:
+        callers.discard(future)
+        if timer is not None:
+            timer.cancel()
+    if result is _TIMEOUT:
+        _die(pid, "killed")
+        raise CallTimeout(server, ("stop", reason), timeout or 0.0)
+    assert type(result) is Died
+    if result.reason is not reason and result.reason != reason:
+        raise CallError(server, result.reason, ("stop", reason))
