@@ -14,7 +14,7 @@ class OtpError(Exception):
     """Root of the errors raised by ``trunkline.otp``."""
 
 
-class ProcessExit(BaseException):  # noqa: N818 - it is a signal, not an error
+class ProcessExit(BaseException):
     """Raised inside a process to end it with ``reason`` (Erlang's ``exit(Reason)``).
 
     Raise it yourself, or call :func:`trunkline.otp.exit_self`. It is a ``BaseException`` so

@@ -124,9 +124,7 @@ class Reply:
 
     __slots__ = ("continue_", "timeout", "value")
 
-    def __init__(
-        self, value: Any, *, continue_: Any = None, timeout: float | None = None
-    ) -> None:
+    def __init__(self, value: Any, *, continue_: Any = None, timeout: float | None = None) -> None:
         self.value = value
         self.continue_ = continue_
         self.timeout = timeout
@@ -266,18 +264,9 @@ class GenServer:
                 result = await ack
             finally:
                 timer.cancel()
-        if result is pid:
-            return pid
-        if result is _TIMEOUT:
-            _unlink_quietly(pid)
-            exit(pid, KILL)
-            raise StartError(cls.__qualname__, "timeout")
-        if result is _IGNORE:
-            raise StartIgnored(cls.__qualname__)
-        if isinstance(result, AlreadyStarted):
-            raise result
-        assert type(result) is Died
-        raise StartError(cls.__qualname__, result.reason)
+        if result is not pid:
+            raise _start_failure(cls.__qualname__, pid, result)
+        return server.pid  # not `pid`: mypy narrows that to the type of `result`
 
     @classmethod
     async def start_link(
@@ -300,6 +289,19 @@ class GenServer:
         name = pid._name if pid is not None else None
         label = type(self).__qualname__
         return f"{label} {pid!r}" + (f" ({name!r})" if name is not None else "")
+
+
+def _start_failure(what: str, pid: Pid, result: Any) -> StartError:
+    if result is _TIMEOUT:
+        _unlink_quietly(pid)
+        exit(pid, KILL)
+        return StartError(what, "timeout")
+    if result is _IGNORE:
+        return StartIgnored(what)
+    if isinstance(result, AlreadyStarted):
+        return result
+    assert type(result) is Died
+    return StartError(what, result.reason)
 
 
 def _unlink_quietly(pid: Pid) -> None:
@@ -449,7 +451,7 @@ def _after(server: GenServer, callback: str, result: Any) -> NoReply:
     )
 
 
-class _Stopping(Exception):  # noqa: N818 - internal control flow
+class _Stopping(Exception):
     def __init__(self, reason: Any) -> None:
         self.reason = reason
 

@@ -199,9 +199,7 @@ class Pid:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    async def _receive(
-        self, match: Callable[[Any], bool] | None, timeout_s: float | None
-    ) -> Any:
+    async def _receive(self, match: Callable[[Any], bool] | None, timeout_s: float | None) -> Any:
         mailbox = self._mailbox
         if match is None:
             if mailbox:
@@ -387,7 +385,9 @@ def spawn_monitor(
     return pid, monitor(pid)
 
 
-async def _main(pid: Pid, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]) -> None:
+async def _main(
+    pid: Pid, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]
+) -> None:
     reason: Any = NORMAL
     try:
         await fn(*args)
@@ -416,7 +416,7 @@ def is_normal_exit(reason: Any) -> bool:
     Supervisors do not restart ``transient`` children that end so, and nothing is logged.
     """
     if type(reason) is str:
-        return reason == NORMAL or reason == SHUTDOWN
+        return reason in (NORMAL, SHUTDOWN)
     return type(reason) is tuple and len(reason) == 2 and reason[0] == SHUTDOWN
 
 
@@ -550,7 +550,7 @@ def trap_exit(flag: bool = True) -> bool:
     return old
 
 
-def exit(pid: Pid, reason: Any) -> None:  # noqa: A001 - Erlang's name, in our namespace
+def exit(pid: Pid, reason: Any) -> None:
     """Send ``pid`` an exit signal with ``reason``.
 
     ``"kill"`` kills it whatever it does (it dies with ``"killed"``). Otherwise a process that

@@ -79,5 +79,5 @@ async def wait_until(
         TimeoutError: still false after ``timeout_s``.
     """
     async with asyncio.timeout(timeout_s):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - the condition has no event to wait on
             await asyncio.sleep(interval_s)
