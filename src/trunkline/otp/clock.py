@@ -46,13 +46,12 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock: the running loop's monotonic time and the system's wall time."""
 
-    __slots__ = ("_loop",)
+    __slots__ = ("_loop", "monotonic")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
-
-    def monotonic(self) -> float:
-        return self._loop.time()
+        # The loop's own method, not a wrapper: call timeouts read it on every call.
+        self.monotonic: Callable[[], float] = self._loop.time
 
     def now(self) -> datetime:
         return datetime.now(UTC)

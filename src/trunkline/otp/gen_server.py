@@ -53,6 +53,8 @@ import logging
 from collections.abc import Hashable
 from typing import Any, ClassVar, TypeAlias
 
+from ._deadlines import TIMEOUT as _TIMEOUT
+from ._deadlines import expire as _expire
 from .exceptions import (
     AlreadyStarted,
     CallError,
@@ -64,7 +66,6 @@ from .exceptions import (
 )
 from .node import current_node
 from .process import (
-    _TIMEOUT,
     KILL,
     NOPROC,
     NORMAL,
@@ -73,7 +74,6 @@ from .process import (
     Pid,
     Via,
     _die,
-    _expire,
     exit,
     resolve,
     spawn,
@@ -496,13 +496,10 @@ async def call(server: Server, request: Any, timeout: float | None = 5.0) -> Any
         callers = pid._callers = set()
     callers.add(future)
     pid._deliver((_CALL, future, request))
+    if timeout is not None:
+        node.deadlines.add(timeout, future)
     try:
-        if timeout is None:
-            result = await future
-        else:
-            timer = node.clock.call_later(timeout, _expire, future)
-            result = await future
-            timer.cancel()
+        result = await future
     finally:
         callers.discard(future)
     if type(result) is Died:

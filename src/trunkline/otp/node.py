@@ -12,6 +12,7 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ._deadlines import Deadlines
 from .clock import Clock, MockClock, SystemClock
 from .exceptions import NoNode
 
@@ -38,6 +39,7 @@ class Node:
             mock = getattr(self.loop, "_mock_clock", None)
             clock = mock if isinstance(mock, MockClock) else SystemClock(self.loop)
         self.clock: Clock = clock
+        self.deadlines = Deadlines(clock)
         self.processes: set[Pid] = set()
         self.names: dict[object, Pid] = {}
         self.stopping = False

@@ -37,6 +37,8 @@ from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._deadlines import TIMEOUT as _TIMEOUT
+from ._deadlines import expire as _expire
 from .exceptions import NameTaken, NotAProcess, OtpError, ProcessExit
 from .node import Node, current_node
 
@@ -79,8 +81,6 @@ SHUTDOWN = "shutdown"
 KILL = "kill"
 KILLED = "killed"
 NOPROC = "noproc"
-
-_TIMEOUT = object()
 
 
 class NoProcess(OtpError):
@@ -234,11 +234,6 @@ class Pid:
                 raise TimeoutError(f"receive timed out after {timeout_s}s")
         finally:
             timer.cancel()
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_result(_TIMEOUT)
 
 
 class ViaRegistry(Protocol):
