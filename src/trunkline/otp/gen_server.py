@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import deque
 from collections.abc import Hashable
 from typing import Any, ClassVar, TypeAlias
 
@@ -74,6 +75,7 @@ from .process import (
     Pid,
     Via,
     _die,
+    add_caller,
     exit,
     resolve,
     spawn,
@@ -180,6 +182,8 @@ class GenServer:
             ``terminate`` (default ``False``, as in OTP).
     """
 
+    __slots__ = ("pid",)  # subclasses get a __dict__ for their state as usual
+
     trap_exit: ClassVar[bool] = False
     _async: ClassVar[frozenset[str]] = frozenset()
     pid: Pid
@@ -256,14 +260,15 @@ class GenServer:
         pid._trap_exit = cls.trap_exit
         pid._behaviour = server
         server.pid = pid
-        if timeout is None:
+        add_caller(pid, ack)  # a server that dies before init returns fails the start at once
+        timer = node.clock.call_later(timeout, _expire, ack) if timeout is not None else None
+        try:
             result = await ack
-        else:
-            timer = node.clock.call_later(timeout, _expire, ack)
-            try:
-                result = await ack
-            finally:
+        finally:
+            if timer is not None:
                 timer.cancel()
+            if pid._callers is not None:
+                pid._callers.discard(ack)
         if result is not pid:
             raise _start_failure(cls.__qualname__, pid, result)
         return server.pid  # not `pid`: mypy narrows that to the type of `result`
@@ -316,19 +321,24 @@ def _unlink_quietly(pid: Pid) -> None:
 # -- the server loop -----------------------------------------------------------------------------
 
 
-async def _serve(
-    server: GenServer, arg: Any, ack: asyncio.Future[Any], name: Hashable | Via | None
-) -> None:
-    pid = server.pid
-    asyncs = server._async
+def _init_failed(pid: Pid, ack: asyncio.Future[Any], reason: Any) -> None:
+    _unlink_quietly(pid)
+    if not ack.done():
+        ack.set_result(Died(reason))
+
+
+async def _init(
+    server: GenServer, pid: Pid, arg: Any, ack: asyncio.Future[Any], name: Hashable | Via | None
+) -> NoReply | bool:
+    """Run ``init`` and tell the starter; ``False`` means the server ends now, quietly."""
     if isinstance(name, Via) and not name.registry.register_name(name.key, pid):
         holder = name.registry.whereis_name(name.key)
         _unlink_quietly(pid)
         ack.set_result(AlreadyStarted(type(server).__qualname__, name, holder))
-        return
+        return False
     try:
         result = server.init(arg)
-        if "init" in asyncs:
+        if "init" in server._async:
             result = await result
     except ProcessExit as e:
         _init_failed(pid, ack, e.reason)
@@ -342,30 +352,33 @@ async def _serve(
         _unlink_quietly(pid)
         if not ack.done():
             ack.set_result(_IGNORE)
-        return
+        return False
     if isinstance(result, Stop):
         _init_failed(pid, ack, result.reason)
         raise ProcessExit(result.reason)
-    if ack.done():  # the starter gave up waiting: it has killed us already
-        return
+    if ack.done():  # the starter gave up waiting and has killed us already
+        return False
     ack.set_result(pid)
-    await _loop(server, pid, result if isinstance(result, NoReply) else None)
+    return result if isinstance(result, NoReply) else True
 
 
-def _init_failed(pid: Pid, ack: asyncio.Future[Any], reason: Any) -> None:
-    _unlink_quietly(pid)
-    if not ack.done():
-        ack.set_result(Died(reason))
-
-
-async def _loop(server: GenServer, pid: Pid, pending: NoReply | None) -> None:
+async def _serve(
+    server: GenServer, arg: Any, ack: asyncio.Future[Any], name: Hashable | Via | None
+) -> None:
+    pid = server.pid
+    started = await _init(server, pid, arg, ack, name)
+    # Drop what only the start needed: this frame lives as long as the server.
+    del arg, ack, name
+    if started is False:
+        return
+    pending = started if isinstance(started, NoReply) else None
     asyncs = server._async
     call_async = "handle_call" in asyncs
     cast_async = "handle_cast" in asyncs
     info_async = "handle_info" in asyncs
-    mailbox = pid._mailbox
     message: Any = None
     timeout: float | None = None
+    create_future = pid._node.loop.create_future
     try:
         while True:
             # A continuation from the previous callback runs before the next message.
@@ -379,17 +392,23 @@ async def _loop(server: GenServer, pid: Pid, pending: NoReply | None) -> None:
                         result = await result
                     if result is not None:
                         pending = _after(server, "handle_continue", result)
-            if not mailbox:
-                if timeout is None:
-                    await pid._wait(None)
-                else:
-                    try:
-                        await pid._wait(timeout)
-                    except TimeoutError:
-                        mailbox.append("timeout")
-                timeout = None
+            mailbox = pid._mailbox
+            if mailbox:
+                message = mailbox.popleft()
+            elif timeout is None:
+                # pid._wait(None), inlined: this is the hot path of every round trip.
+                pid._mailbox = None
+                waiter = pid._waiter = create_future()
+                await waiter
                 continue
-            message = mailbox.popleft()
+            else:
+                try:
+                    await pid._wait(timeout)
+                    timeout = None
+                    continue
+                except TimeoutError:
+                    timeout = None
+                    message = "timeout"
             pid._current = message
             pid._handled += 1
             kind = message[0] if type(message) is tuple and message else None
@@ -495,7 +514,16 @@ async def call(server: Server, request: Any, timeout: float | None = 5.0) -> Any
     if callers is None:
         callers = pid._callers = set()
     callers.add(future)
-    pid._deliver((_CALL, future, request))
+    # pid._deliver((_CALL, future, request)), inlined: this is the hot path of every call.
+    mailbox = pid._mailbox
+    if mailbox is None:
+        mailbox = pid._mailbox = deque()
+    mailbox.append((_CALL, future, request))
+    waiter = pid._waiter
+    if waiter is not None:
+        pid._waiter = None
+        if not waiter.done():
+            waiter.set_result(None)
     if timeout is not None:
         node.deadlines.add(timeout, future)
     try:

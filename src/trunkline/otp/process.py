@@ -167,7 +167,8 @@ class Pid:
         self._node = node
         self._parent = parent
         self._task: asyncio.Task[Any] | None = None
-        self._mailbox: deque[Any] = deque()
+        # None while empty: an idle process does not keep a deque (760 bytes) around.
+        self._mailbox: deque[Any] | None = None
         self._waiter: asyncio.Future[Any] | None = None
         self._alive = True
         self._reason: Any = None
@@ -192,7 +193,10 @@ class Pid:
 
     def _deliver(self, message: Any) -> None:
         if self._alive:
-            self._mailbox.append(message)
+            mailbox = self._mailbox
+            if mailbox is None:
+                mailbox = self._mailbox = deque()
+            mailbox.append(message)
             waiter = self._waiter
             if waiter is not None:
                 self._waiter = None
@@ -200,25 +204,29 @@ class Pid:
                     waiter.set_result(None)
 
     async def _receive(self, match: Callable[[Any], bool] | None, timeout_s: float | None) -> Any:
-        mailbox = self._mailbox
         if match is None:
-            if mailbox:
-                return mailbox.popleft()
-            while not mailbox:
+            while True:
+                mailbox = self._mailbox
+                if mailbox:
+                    return mailbox.popleft()
                 await self._wait(timeout_s)
-            return mailbox.popleft()
         # Selective receive: messages that do not match stay, in order, for a later receive.
         seen = 0
         while True:
-            for i in range(seen, len(mailbox)):
-                message = mailbox[i]
-                if match(message):
-                    del mailbox[i]
-                    return message
-            seen = len(mailbox)
+            mailbox = self._mailbox
+            if mailbox:
+                for i in range(seen, len(mailbox)):
+                    message = mailbox[i]
+                    if match(message):
+                        del mailbox[i]
+                        return message
+                seen = len(mailbox)
             await self._wait(timeout_s)
 
     async def _wait(self, timeout_s: float | None) -> None:
+        """Wait for the next delivery (into an empty mailbox, or after ``seen`` messages)."""
+        if not self._mailbox:
+            self._mailbox = None
         node = self._node
         waiter = self._waiter = node.loop.create_future()
         if timeout_s is None:
@@ -288,20 +296,31 @@ def _adopt(node: Node, task: asyncio.Task[Any]) -> Pid:
     pid._task = task
     _by_task[task] = pid
     node.processes.add(pid)
-    task.add_done_callback(_adopted_done)
+    task.add_done_callback(_task_done)
     return pid
 
 
-def _adopted_done(task: asyncio.Task[Any]) -> None:
+def _task_done(task: asyncio.Task[Any]) -> None:
+    """A process's task ended: the process ends with the reason the task gives.
+
+    A done callback rather than a wrapper coroutine: one coroutine frame less per process.
+    """
     pid = _by_task.pop(task, None)
     if pid is None or not pid._alive:
         return
     if task.cancelled():
+        # Cancelled by someone other than the runtime: as abrupt as a kill.
         reason: Any = KILLED
-    elif task.exception() is not None:
-        reason = task.exception()
     else:
-        reason = NORMAL
+        error = task.exception()
+        if error is None:
+            reason = NORMAL
+        elif type(error) is ProcessExit:
+            reason = error.reason
+        else:
+            reason = error
+    if not is_normal_exit(reason) and not (type(reason) is str and reason == KILLED):
+        _crash_report(pid, reason)
     _die(pid, reason, cancel=False)
 
 
@@ -361,9 +380,10 @@ def spawn(
         assert parent is not None
         _link_both(parent, pid)
     node.processes.add(pid)
-    task = node.loop.create_task(_main(pid, fn, args))
+    task = node.loop.create_task(fn(*args))
     pid._task = task
     _by_task[task] = pid
+    task.add_done_callback(_task_done)
     return pid
 
 
@@ -378,31 +398,6 @@ def spawn_monitor(
     """:func:`spawn`, and monitor the new process from the caller."""
     pid = spawn(fn, *args, **options)
     return pid, monitor(pid)
-
-
-async def _main(
-    pid: Pid, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]
-) -> None:
-    reason: Any = NORMAL
-    try:
-        await fn(*args)
-    except ProcessExit as e:
-        reason = e.reason
-    except asyncio.CancelledError:
-        # Either the runtime killed us (already dead, reason recorded) or someone cancelled
-        # the task directly, which is as abrupt as a kill.
-        reason = KILLED
-    except Exception as e:
-        reason = e
-    except BaseException as e:  # KeyboardInterrupt, SystemExit: end the process, re-raise
-        _die(pid, e, cancel=False)
-        raise
-    finally:
-        _by_task.pop(pid._task, None)  # type: ignore[arg-type]
-    if pid._alive:
-        if not is_normal_exit(reason) and not (type(reason) is str and reason == KILLED):
-            _crash_report(pid, reason)
-        _die(pid, reason, cancel=False)
 
 
 def is_normal_exit(reason: Any) -> bool:
@@ -531,8 +526,8 @@ def demonitor(ref: Ref, *, flush: bool = False) -> None:
     if owner is not None:
         if owner._monitoring is not None:
             owner._monitoring.discard(ref)
-        if flush:
-            mailbox = owner._mailbox
+        mailbox = owner._mailbox
+        if flush and mailbox:
             for message in list(mailbox):
                 if type(message) is Down and message.ref is ref:
                     mailbox.remove(message)
@@ -672,7 +667,7 @@ def _release(node: Node, pid: Pid, reason: Any) -> None:
         if node.names.get(pid._name) is pid:
             del node.names[pid._name]
         pid._name = None
-    pid._mailbox.clear()
+    pid._mailbox = None
     if pid._callers:
         died = Died(reason)
         for future in pid._callers:
