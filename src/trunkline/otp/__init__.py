@@ -1,20 +1,33 @@
 """trunkline.otp: processes, links, monitors and the OTP behaviours, on asyncio.
 
-The names below are the public API; modules starting with an underscore are not.
+Everything public is importable from here; ``telemetry`` and ``metrics`` are namespaces
+(``otp.telemetry.execute(...)``, ``otp.metrics.counter(...)``). Modules whose names start with an
+underscore are internal.
 """
 
+from . import metrics, telemetry
+from .application import Application
 from .clock import Clock, MockClock, SystemClock
+from .dynamic_supervisor import DynamicSupervisor
 from .exceptions import (
+    AlreadyRegistered,
     AlreadyStarted,
+    BroadcastError,
     CallError,
     CallTimeout,
+    HandlerExists,
+    InvalidMetric,
     NameTaken,
     NoNode,
+    NoProcess,
     NotAProcess,
     OtpError,
     ProcessExit,
     StartError,
     StartIgnored,
+    SupervisorError,
+    TableError,
+    TelemetryError,
 )
 from .gen_server import (
     Continue,
@@ -29,7 +42,14 @@ from .gen_server import (
     reply,
     stop,
 )
-from .node import Node, current_node, start_node
+from .introspection import (
+    ProcessInfo,
+    TreeNode,
+    list_processes,
+    process_info,
+    supervision_tree,
+)
+from .node import Node, current_node, new_event_loop, start_node
 from .process import (
     KILL,
     KILLED,
@@ -38,7 +58,6 @@ from .process import (
     SHUTDOWN,
     Down,
     Exit,
-    NoProcess,
     Pid,
     Ref,
     Via,
@@ -61,23 +80,59 @@ from .process import (
     unregister,
     whereis,
 )
+from .pubsub import Dispatcher, PubSub
+from .pubsub_adapter import PubSubAdapter
+from .registry import Registry
+from .reporter import Reporter
+from .reporters.memory import DistributionStats, MemoryReporter, SummaryStats
+from .supervisor import (
+    ChildCounts,
+    ChildInfo,
+    ChildSpec,
+    Strategy,
+    Supervisor,
+    SupervisorSpec,
+    child_spec,
+    count_children,
+    delete_child,
+    restart_child,
+    start_child,
+    terminate_child,
+    which_children,
+)
+from .table import ANY, END_OF_TABLE, Table, TableInfo, TableTransfer, whereis_table
+from .timer import TimerRef, apply_after, cancel_timer, read_timer, send_after, send_interval
 
 __all__ = [
+    "ANY",
+    "END_OF_TABLE",
     "KILL",
     "KILLED",
     "NOPROC",
     "NORMAL",
     "SHUTDOWN",
+    "AlreadyRegistered",
     "AlreadyStarted",
+    "Application",
+    "BroadcastError",
     "CallError",
     "CallTimeout",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildSpec",
     "Clock",
     "Continue",
+    "Dispatcher",
+    "DistributionStats",
     "Down",
+    "DynamicSupervisor",
     "Exit",
     "From",
     "GenServer",
+    "HandlerExists",
     "Ignore",
+    "InvalidMetric",
+    "MemoryReporter",
     "MockClock",
     "NameTaken",
     "NoNode",
@@ -88,35 +143,71 @@ __all__ = [
     "OtpError",
     "Pid",
     "ProcessExit",
+    "ProcessInfo",
+    "PubSub",
+    "PubSubAdapter",
     "Ref",
+    "Registry",
     "Reply",
+    "Reporter",
     "StartError",
     "StartIgnored",
     "Stop",
+    "Strategy",
+    "SummaryStats",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorSpec",
     "SystemClock",
+    "Table",
+    "TableError",
+    "TableInfo",
+    "TableTransfer",
+    "TelemetryError",
+    "TimerRef",
+    "TreeNode",
     "Via",
+    "apply_after",
     "call",
+    "cancel_timer",
     "cast",
+    "child_spec",
+    "count_children",
     "current_node",
+    "delete_child",
     "demonitor",
     "exit",
     "is_alive",
     "is_normal_exit",
     "link",
+    "list_processes",
+    "metrics",
     "monitor",
+    "new_event_loop",
+    "process_info",
+    "read_timer",
     "receive",
     "register",
     "reply",
     "resolve",
+    "restart_child",
     "self",
     "send",
+    "send_after",
+    "send_interval",
     "spawn",
     "spawn_link",
     "spawn_monitor",
+    "start_child",
     "start_node",
     "stop",
+    "supervision_tree",
+    "telemetry",
+    "terminate_child",
     "trap_exit",
     "unlink",
     "unregister",
     "whereis",
+    "whereis_table",
+    "which_children",
 ]

@@ -30,6 +30,14 @@ class NotAProcess(OtpError):
     """Raised when an operation that needs a process (``receive``...) runs outside one."""
 
 
+class NoProcess(OtpError):
+    """Raised when sending to a name that no live process holds."""
+
+    def __init__(self, name: object) -> None:
+        super().__init__(f"no process is registered as {name!r}")
+        self.name = name
+
+
 class NoNode(OtpError):
     """Raised when the runtime is used with no running event loop."""
 
@@ -118,3 +126,44 @@ class TableError(OtpError):
 
 class TelemetryError(OtpError):
     """Raised on a duplicate handler id or an invalid metric definition."""
+
+
+class AlreadyRegistered(NameTaken):
+    """Raised by ``Registry.register`` when a unique key is already held.
+
+    The holder may be another process or the caller itself, as in Elixir's
+    ``{:error, {:already_registered, pid}}``. ``pid`` is the holder, ``name`` the key and
+    ``registry`` the registry. It is a :class:`NameTaken`, so one ``except`` covers local names
+    and registry keys.
+    """
+
+    def __init__(self, registry: object, key: object, pid: Any) -> None:
+        super().__init__(key, pid)
+        self.registry = registry
+        self.args = (f"key {key!r} is already registered to {pid!r} in {registry!r}",)
+
+
+class BroadcastError(OtpError):
+    """Raised by ``PubSub.broadcast`` when its adapter cannot take a message for other nodes.
+
+    The adapter is not started, or its connection is down. Nothing was delivered on this node
+    either (as in Phoenix), so the broadcast can be retried as a whole.
+    """
+
+
+class HandlerExists(TelemetryError):
+    """Raised by ``telemetry.attach``/``attach_many`` when a handler with that id is attached.
+
+    ``handler_id`` is the id.
+    """
+
+    def __init__(self, handler_id: object) -> None:
+        super().__init__(f"a telemetry handler with id {handler_id!r} is already attached")
+        self.handler_id = handler_id
+
+
+class InvalidMetric(TelemetryError, ValueError):
+    """Raised when a metric definition is invalid, or a reporter cannot take it.
+
+    The message names the metric, the option, what was expected and what was given.
+    """

@@ -270,7 +270,13 @@ class GenServer:
             if pid._callers is not None:
                 pid._callers.discard(ack)
         if result is not pid:
-            raise _start_failure(cls.__qualname__, pid, result)
+            error = _start_failure(cls.__qualname__, pid, result)
+            # Return only once the failed server is gone and its name is free again, so
+            # that starting it again at once does not find the name taken (as OTP 26+).
+            gone = node.loop.create_future()
+            if add_caller(pid, gone):
+                await gone
+            raise error
         return server.pid  # not `pid`: mypy narrows that to the type of `result`
 
     @classmethod
@@ -288,6 +294,17 @@ class GenServer:
         crash of the caller.
         """
         return await cls.start(arg, name=name, link=True, timeout=timeout)
+
+    def describe_message(self, message: Any) -> str:
+        """How crash reports show a message this server received."""
+        if type(message) is tuple and message:
+            if message[0] is _CALL:
+                return f"call {message[2]!r}"
+            if message[0] is _CAST:
+                return f"cast {message[1]!r}"
+            if message[0] is _STOP:
+                return f"stop {message[1]!r}"
+        return repr(message)
 
     def _describe(self) -> str:
         pid = getattr(self, "pid", None)
@@ -356,6 +373,13 @@ async def _init(
     if isinstance(result, Stop):
         _init_failed(pid, ack, result.reason)
         raise ProcessExit(result.reason)
+    if result is not None and not isinstance(result, NoReply):
+        error = TypeError(
+            f"{server._describe()}: init must return None, Continue, NoReply, Ignore or Stop, "
+            f"not {result!r}"
+        )
+        _init_failed(pid, ack, error)
+        raise error
     if ack.done():  # the starter gave up waiting and has killed us already
         return False
     ack.set_result(pid)
@@ -395,6 +419,7 @@ async def _serve(
             mailbox = pid._mailbox
             if mailbox:
                 message = mailbox.popleft()
+                timeout = None  # any message cancels an idle timeout
             elif timeout is None:
                 # pid._wait(None), inlined: this is the hot path of every round trip.
                 pid._mailbox = None
@@ -564,6 +589,8 @@ async def stop(server: Server, reason: Any = NORMAL, timeout: float | None = Non
     if pid is None or not pid._alive:
         raise CallError(server, NOPROC, ("stop", reason))
     node = pid._node
+    if pid._task is asyncio.current_task(node.loop):
+        raise CallError(server, "calling_self", ("stop", reason))
     future = node.loop.create_future()
     callers = pid._callers
     if callers is None:

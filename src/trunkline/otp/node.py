@@ -85,3 +85,12 @@ def start_node(clock: Clock | None = None, loop: asyncio.AbstractEventLoop | Non
     global _current
     _current = Node(clock, loop)
     return _current
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop on real time: uvloop where available, else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is installed wherever it builds
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

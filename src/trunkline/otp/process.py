@@ -35,11 +35,12 @@ import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, Protocol
 
 from ._deadlines import TIMEOUT as _TIMEOUT
 from ._deadlines import expire as _expire
-from .exceptions import NameTaken, NotAProcess, OtpError, ProcessExit
+from .exceptions import NameTaken, NoProcess, NotAProcess, ProcessExit
 from .node import Node, current_node
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "SHUTDOWN",
     "Down",
     "Exit",
-    "NoProcess",
     "Pid",
     "Ref",
     "Via",
@@ -81,14 +81,6 @@ SHUTDOWN = "shutdown"
 KILL = "kill"
 KILLED = "killed"
 NOPROC = "noproc"
-
-
-class NoProcess(OtpError):
-    """Raised when sending to a name that no live process holds."""
-
-    def __init__(self, name: object) -> None:
-        super().__init__(f"no process is registered as {name!r}")
-        self.name = name
 
 
 class Ref:
@@ -186,8 +178,25 @@ class Pid:
     def __repr__(self) -> str:
         return f"<0.{self._id}.0>"
 
-    def __lt__(self, other: Pid) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not Pid:
+            return NotImplemented
         return self._id < other._id
+
+    def __le__(self, other: object) -> bool:
+        if type(other) is not Pid:
+            return NotImplemented
+        return self._id <= other._id
+
+    def __gt__(self, other: object) -> bool:
+        if type(other) is not Pid:
+            return NotImplemented
+        return self._id > other._id
+
+    def __ge__(self, other: object) -> bool:
+        if type(other) is not Pid:
+            return NotImplemented
+        return self._id >= other._id
 
     # -- the mailbox: the hot path, kept in methods for speed --------------------------------
 
@@ -208,9 +217,14 @@ class Pid:
             while True:
                 mailbox = self._mailbox
                 if mailbox:
-                    return mailbox.popleft()
+                    self._handled += 1
+                    message = self._current = mailbox.popleft()
+                    return message
                 await self._wait(timeout_s)
         # Selective receive: messages that do not match stay, in order, for a later receive.
+        # The timeout counts from entry, however many non-matching messages arrive meanwhile.
+        clock = self._node.clock
+        deadline = None if timeout_s is None else clock.monotonic() + timeout_s
         seen = 0
         while True:
             mailbox = self._mailbox
@@ -219,9 +233,11 @@ class Pid:
                     message = mailbox[i]
                     if match(message):
                         del mailbox[i]
+                        self._handled += 1
+                        self._current = message
                         return message
                 seen = len(mailbox)
-            await self._wait(timeout_s)
+            await self._wait(None if deadline is None else deadline - clock.monotonic())
 
     async def _wait(self, timeout_s: float | None) -> None:
         """Wait for the next delivery (into an empty mailbox, or after ``seen`` messages)."""
@@ -306,13 +322,15 @@ def _task_done(task: asyncio.Task[Any]) -> None:
     A done callback rather than a wrapper coroutine: one coroutine frame less per process.
     """
     pid = _by_task.pop(task, None)
+    # Retrieve the outcome even when the process is already dead (killed while its task was
+    # finishing), or asyncio would report an exception that was never retrieved.
+    error = None if task.cancelled() else task.exception()
     if pid is None or not pid._alive:
         return
     if task.cancelled():
         # Cancelled by someone other than the runtime: as abrupt as a kill.
         reason: Any = KILLED
     else:
-        error = task.exception()
         if error is None:
             reason = NORMAL
         elif type(error) is ProcessExit:
@@ -364,6 +382,7 @@ def spawn(
 
     Raises:
         NameTaken: ``name`` is held by a live process (nothing is started).
+        TypeError: ``fn(*args)`` is not a coroutine, or raised it (nothing is started).
     """
     node = current_node()
     parent = _current_pid(node)
@@ -371,6 +390,9 @@ def spawn(
         parent = self()
     if name is not None and name in node.names:
         raise NameTaken(name, node.names[name])
+    coro = fn(*args)
+    if type(coro) is not CoroutineType and not asyncio.iscoroutine(coro):
+        raise TypeError(f"spawn needs an async function, and {fn!r} returned {coro!r}")
     pid = Pid(node, parent)
     pid._trap_exit = trap_exit
     if name is not None:
@@ -380,7 +402,7 @@ def spawn(
         assert parent is not None
         _link_both(parent, pid)
     node.processes.add(pid)
-    task = node.loop.create_task(fn(*args))
+    task = node.loop.create_task(coro)
     pid._task = task
     _by_task[task] = pid
     task.add_done_callback(_task_done)
@@ -412,15 +434,18 @@ def is_normal_exit(reason: Any) -> bool:
 
 def _crash_report(pid: Pid, reason: Any) -> None:
     behaviour = pid._behaviour
+    # A behaviour may say what its internal message shapes mean ("call 'get'").
+    describe = getattr(behaviour, "describe_message", repr)
+    last = describe(pid._current)
     log.error(
-        "process %r%s%s crashed: %r; last message: %r",
+        "process %r%s%s crashed: %r; last message: %s",
         pid,
         f" ({pid._name!r})" if pid._name is not None else "",
         f" [{type(behaviour).__qualname__}]" if behaviour is not None else "",
         reason,
-        pid._current,
+        last,
         exc_info=reason if isinstance(reason, BaseException) else None,
-        extra={"pid": repr(pid), "process_name": pid._name, "last_message": pid._current},
+        extra={"pid": repr(pid), "process_name": pid._name, "last_message": last},
     )
 
 
@@ -572,8 +597,10 @@ def register(name: Hashable, pid: Pid | None = None) -> None:
 
     Raises:
         NameTaken: the name is held by another live process.
-        ValueError: the process is dead, or already has another name.
+        ValueError: the process is dead, or already has another name, or ``name`` is None.
     """
+    if name is None:
+        raise ValueError("None is not a process name")
     pid = pid if pid is not None else self()
     node = pid._node
     holder = node.names.get(name)
@@ -709,6 +736,10 @@ async def shutdown_node(node: Node, *, grace_s: float = 1.0) -> None:
     """
     node.stopping = True
     current = asyncio.current_task(node.loop)
+    caller = _by_task.get(current) if current is not None else None
+    if caller is not None:
+        # The caller outlives this; the "killed" signals of its links must not cancel it.
+        caller._trap_exit = True
     tasks = []
     for pid in sorted(node.processes, reverse=True):
         task = pid._task

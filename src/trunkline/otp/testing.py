@@ -23,21 +23,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .clock import MockClock
-from .node import start_node
+from .node import new_event_loop, start_node
 from .process import shutdown_node
 
-__all__ = ["MockClock", "new_real_loop", "run", "wait_until"]
+__all__ = ["MockClock", "run", "wait_until"]
 
 T = TypeVar("T")
-
-
-def new_real_loop() -> asyncio.AbstractEventLoop:
-    """A new event loop on real time: uvloop where available, else asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is installed wherever it builds
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def run(
@@ -52,7 +43,7 @@ def run(
         clock: the mock clock to run on (default: a new one with autojump).
         real_clock: run on a real event loop (uvloop) instead.
     """
-    loop = new_real_loop() if real_clock else (clock or MockClock()).new_event_loop()
+    loop = new_event_loop() if real_clock else (clock or MockClock()).new_event_loop()
     try:
         return loop.run_until_complete(_on_fresh_node(main))
     finally:
