@@ -25,10 +25,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvloop
-from trunkline.otp.dynamic_supervisor import DynamicSupervisor, start_child
-from trunkline.otp.supervisor import child_spec
 
 from trunkline import otp
+from trunkline.otp.dynamic_supervisor import DynamicSupervisor, start_child
+from trunkline.otp.supervisor import child_spec
 
 
 def rss_bytes() -> int:
