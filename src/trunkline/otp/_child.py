@@ -323,17 +323,19 @@ def report(supervisor: str, context: str, spec: ChildSpec, pid: Pid | None, reas
     restarted: its exit reason, or the failure of the previous restart).
     """
     args: tuple[Any, ...]
+    # A class used as the id (child_spec's default) reads better as its name.
+    child = spec.id.__qualname__ if isinstance(spec.id, type) else repr(spec.id)
     if context == "start_error":
-        message, args = "supervisor %s: child %r failed to start: %r", (spec.id, reason)
+        message, args = "supervisor %s: child %s failed to start: %r", (child, reason)
     elif context == "shutdown":
         message, args = (
-            "supervisor %s: too many restarts, shutting down (last: child %r, after %r)",
-            (spec.id, reason),
+            "supervisor %s: too many restarts, shutting down (last: child %s, after %r)",
+            (child, reason),
         )
     elif context == "shutdown_error":
-        message, args = "supervisor %s: child %r (%r) shut down with %r", (spec.id, pid, reason)
+        message, args = "supervisor %s: child %s (%r) shut down with %r", (child, pid, reason)
     else:
-        message, args = "supervisor %s: child %r (%r) terminated: %r", (spec.id, pid, reason)
+        message, args = "supervisor %s: child %s (%r) terminated: %r", (child, pid, reason)
     log.error(
         message,
         supervisor,
