@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from recording_worker import Events, Worker
 
 from trunkline import otp
 from trunkline.otp import testing
@@ -27,24 +28,6 @@ from trunkline.otp.supervisor import (
     delete_child,
     restart_child,
 )
-
-Events = list[tuple[Any, ...]]
-
-
-class Worker(otp.GenServer):
-    """Records its start and stop in ``events``; traps exits so that shutdown runs terminate."""
-
-    trap_exit = True
-
-    def init(self, arg: tuple[str, Events]) -> None:
-        self.name, self.events = arg
-        self.events.append(("start", self.name))
-
-    def handle_call(self, request: Any, from_: otp.From) -> Any:
-        return self.name
-
-    def terminate(self, reason: Any) -> None:
-        self.events.append(("stop", self.name))
 
 
 class Refuses(otp.GenServer):

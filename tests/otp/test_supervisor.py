@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from recording_worker import Events, Worker
 
 from trunkline import otp
 from trunkline.otp import testing
@@ -33,24 +34,6 @@ from trunkline.otp.supervisor import (
 )
 
 # -- tiny children ---------------------------------------------------------------------------------
-
-Events = list[tuple[Any, ...]]
-
-
-class Worker(otp.GenServer):
-    """Records its start and stop in ``events``; traps exits so that shutdown runs terminate."""
-
-    trap_exit = True
-
-    def init(self, arg: tuple[str, Events]) -> None:
-        self.name, self.events = arg
-        self.events.append(("start", self.name))
-
-    def handle_call(self, request: Any, from_: otp.From) -> Any:
-        return self.name
-
-    def terminate(self, reason: Any) -> Any:
-        self.events.append(("stop", self.name))
 
 
 class SlowStop(Worker):
