@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import logging
+import weakref
 from typing import Any
 
 import pytest
@@ -1027,3 +1030,94 @@ async def test_every_callback_may_be_async() -> None:
     assert await otp.call(pid, "events") == [("continue", "init"), ("cast", "c"), ("info", "i")]
     await otp.stop(pid, "shutdown")
     assert events[-1] == ("terminate", "shutdown")
+
+
+# -- robustness -----------------------------------------------------------------------------------
+
+
+class _ExitsInCast(otp.GenServer):
+    def init(self, events: list[Any]) -> None:
+        self.events = events
+
+    def handle_cast(self, request: Any) -> None:
+        raise otp.ProcessExit("bye")
+
+    def terminate(self, reason: Any) -> None:
+        self.events.append(("terminate", reason))
+
+
+async def test_a_callback_that_exits_runs_terminate_with_the_reason() -> None:
+    events: list[Any] = []
+    pid = await _ExitsInCast.start(events)
+    ref = otp.monitor(pid)
+    otp.cast(pid, "go")
+    down = await otp.receive(lambda m: isinstance(m, otp.Down) and m.ref is ref, timeout=1)
+    assert down.reason == "bye"
+    assert events == [("terminate", "bye")]
+
+
+async def test_start_link_under_a_via_name_the_registry_refuses_raises_in_the_caller() -> None:
+    duplicate = otp.Registry("duplicate")
+    with pytest.raises(otp.StartError) as info:
+        await _Plain.start_link(name=otp.Via(duplicate, "x"))
+    assert isinstance(info.value.reason, ValueError)
+    assert otp.is_alive(otp.self())
+
+
+class _Plain(otp.GenServer):
+    pass
+
+
+class _SlowInit(otp.GenServer):
+    async def init(self, events: list[Any]) -> None:
+        self.events = events
+        await asyncio.sleep(2)
+
+    def handle_call(self, request: Any, from_: otp.From) -> Any:
+        return "running"
+
+
+async def test_a_server_whose_starter_was_cancelled_keeps_running() -> None:
+    events: list[Any] = []
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1):
+            await _SlowInit.start(events, name="slow")
+    await asyncio.sleep(5)
+    assert await otp.call("slow", "status") == "running"
+
+
+def _traced(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:  # a sync wrapper, as many decorators are
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+class _Decorated(otp.GenServer):
+    @_traced
+    async def handle_call(self, request: Any, from_: otp.From) -> Any:
+        return request * 2
+
+
+async def test_a_decorated_async_callback_is_awaited() -> None:
+    pid = await _Decorated.start()
+    assert await otp.call(pid, 21) == 42
+
+
+class _Holder(otp.GenServer):
+    def init(self, state: object) -> None:
+        self.state = state
+
+
+async def test_a_dead_server_does_not_keep_its_state_alive() -> None:
+    class Big:
+        pass
+
+    big = Big()
+    ref = weakref.ref(big)
+    pid = await _Holder.start(big)
+    del big
+    await otp.stop(pid)
+    gc.collect()
+    assert ref() is None

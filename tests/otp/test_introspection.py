@@ -92,3 +92,14 @@ async def test_supervision_tree_walks_nested_supervisors() -> None:
     root_info = otp.process_info(root)
     assert root_info is not None
     assert root_info.behaviour == "supervisor"
+
+
+async def test_supervision_tree_asks_only_supervisors_for_children() -> None:
+    spec = otp.ChildSpec("w", lambda: Worker.start_link(), type="supervisor")
+    sup = await otp.Supervisor.start([spec], name="top")
+    [child] = await otp.which_children(sup)
+    tree = await otp.supervision_tree("top")
+    assert child.pid is not None
+    assert otp.is_alive(child.pid)
+    assert tree.children[0].kind == "gen_server"
+    assert tree.children[0].children == ()

@@ -7,6 +7,7 @@ import gc
 import logging
 import re
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -877,3 +878,105 @@ async def test_shutdown_node_kills_every_process() -> None:
     await shutdown_node(otp.current_node())
     assert not any(otp.is_alive(pid) for pid in pids)
     assert otp.whereis("named") is None
+
+
+# -- robustness: what must not leave a process half-dead or keep its state alive ---------------
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr failed")
+
+
+async def test_a_crash_whose_last_message_cannot_be_printed_still_ends_the_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def worker() -> None:
+        await otp.receive()
+        raise ValueError("boom")
+
+    pid = otp.spawn(worker, name="unprintable")
+    ref = otp.monitor(pid)
+    otp.send(pid, _BadRepr())
+    down = await otp.receive(lambda m: isinstance(m, otp.Down) and m.ref is ref, timeout=5)
+    assert isinstance(down.reason, ValueError)
+    assert otp.whereis("unprintable") is None
+    assert any("<unprintable _BadRepr" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_dead_pid_does_not_keep_its_last_message_alive() -> None:
+    class Payload:
+        pass
+
+    payload = Payload()
+    ref = weakref.ref(payload)
+
+    async def worker() -> None:
+        await otp.receive()
+
+    pid = otp.spawn(worker)
+    otp.send(pid, payload)
+    del payload
+    mon = otp.monitor(pid)
+    await otp.receive(lambda m: isinstance(m, otp.Down) and m.ref is mon, timeout=1)
+    gc.collect()
+    assert ref() is None
+
+
+async def test_a_cancelled_error_nobody_asked_for_is_a_reported_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def awaits_a_cancelled_future() -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    _, ref = otp.spawn_monitor(awaits_a_cancelled_future)
+    down = await otp.receive(lambda m: isinstance(m, otp.Down) and m.ref is ref, timeout=1)
+    assert isinstance(down.reason, asyncio.CancelledError)
+    assert any("crashed" in r.getMessage() for r in caplog.records)
+
+
+async def test_cancelling_a_process_task_directly_is_a_kill() -> None:
+    pid, ref = otp.spawn_monitor(otp.receive)
+    await asyncio.sleep(0)
+    task = pid._task
+    assert task is not None
+    task.cancel()
+    down = await otp.receive(lambda m: isinstance(m, otp.Down) and m.ref is ref, timeout=1)
+    assert down.reason == otp.KILLED
+
+
+async def test_linking_to_a_dead_pid_raises_in_a_caller_that_does_not_trap_exits() -> None:
+    dead, ref = otp.spawn_monitor(asyncio.sleep, 0)
+    await otp.receive(lambda m: isinstance(m, otp.Down) and m.ref is ref, timeout=1)
+    with pytest.raises(otp.NoProcess):
+        otp.link(dead)
+
+
+async def test_linking_to_a_dead_pid_gives_a_trapping_caller_an_exit_message() -> None:
+    dead, ref = otp.spawn_monitor(asyncio.sleep, 0)
+    await otp.receive(lambda m: isinstance(m, otp.Down) and m.ref is ref, timeout=1)
+    otp.trap_exit(True)
+    otp.link(dead)
+    assert await otp.receive(timeout=0) == otp.Exit(dead, otp.NOPROC)
+
+
+async def test_selective_receive_scans_a_long_mailbox_once() -> None:
+    """A match at the end of 50,000 messages is found, and the others stay in order."""
+    me = otp.self()
+    for n in range(50_000):
+        otp.send(me, n)
+    otp.send(me, "wanted")
+    assert await otp.receive(lambda m: m == "wanted", timeout=0) == "wanted"
+    assert [await otp.receive(timeout=0) for _ in range(3)] == [0, 1, 2]
+
+
+async def test_spawning_while_the_node_shuts_down_is_refused() -> None:
+    node = otp.current_node()
+    node.stopping = True
+    try:
+        with pytest.raises(otp.NoNode):
+            otp.spawn(asyncio.sleep, 0)
+    finally:
+        node.stopping = False

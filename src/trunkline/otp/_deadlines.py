@@ -72,6 +72,9 @@ class Deadlines:
             else:
                 queue.timer = self._clock.call_later(deadline - now, self._sweep, queue)
                 return
+        # Idle queues give their slot back, so that one-off timeout values cannot take all
+        # the slots for good.
+        del self._queues[queue.timeout_s]
 
 
 def expire(future: asyncio.Future[Any]) -> None:

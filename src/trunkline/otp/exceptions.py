@@ -17,8 +17,8 @@ class OtpError(Exception):
 class ProcessExit(BaseException):
     """Raised inside a process to end it with ``reason`` (Erlang's ``exit(Reason)``).
 
-    Raise it yourself, or call :func:`trunkline.otp.exit_self`. It is a ``BaseException`` so
-    that a broad ``except Exception`` does not stop a process from exiting.
+    It is a ``BaseException`` so that a broad ``except Exception`` does not stop a process
+    from exiting.
     """
 
     def __init__(self, reason: Any) -> None:
@@ -31,15 +31,16 @@ class NotAProcess(OtpError):
 
 
 class NoProcess(OtpError):
-    """Raised when sending to a name that no live process holds."""
+    """Raised when sending to a name that no live process holds, or linking to a dead pid."""
 
     def __init__(self, name: object) -> None:
-        super().__init__(f"no process is registered as {name!r}")
+        super().__init__(f"no live process {name!r}")
         self.name = name
 
 
 class NoNode(OtpError):
-    """Raised when the runtime is used with no running event loop."""
+    """Raised when the runtime is used with no running event loop, or spawning on a node that
+    is shutting down."""
 
 
 class NameTaken(OtpError):
@@ -167,3 +168,4 @@ class InvalidMetric(TelemetryError, ValueError):
 
     The message names the metric, the option, what was expected and what was given.
     """
+

@@ -48,10 +48,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections import deque
 from collections.abc import Hashable
+from types import CoroutineType
 from typing import Any, ClassVar, TypeAlias
 
 from ._deadlines import TIMEOUT as _TIMEOUT
@@ -171,9 +171,6 @@ class Ignore:
     __slots__ = ()
 
 
-_CALLBACKS = ("init", "handle_call", "handle_cast", "handle_info", "handle_continue", "terminate")
-
-
 class GenServer:
     """Base class for servers; see the module documentation for the callbacks.
 
@@ -185,15 +182,8 @@ class GenServer:
     __slots__ = ("pid",)  # subclasses get a __dict__ for their state as usual
 
     trap_exit: ClassVar[bool] = False
-    _async: ClassVar[frozenset[str]] = frozenset()
+    otp_kind: ClassVar[str] = "gen_server"
     pid: Pid
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # Decided once per class, so the message loop need not ask on every message.
-        cls._async = frozenset(
-            name for name in _CALLBACKS if inspect.iscoroutinefunction(getattr(cls, name))
-        )
 
     # -- callbacks (defaults) -----------------------------------------------------------------
 
@@ -348,14 +338,14 @@ async def _init(
     server: GenServer, pid: Pid, arg: Any, ack: asyncio.Future[Any], name: Hashable | Via | None
 ) -> NoReply | bool:
     """Run ``init`` and tell the starter; ``False`` means the server ends now, quietly."""
-    if isinstance(name, Via) and not name.registry.register_name(name.key, pid):
-        holder = name.registry.whereis_name(name.key)
-        _unlink_quietly(pid)
-        ack.set_result(AlreadyStarted(type(server).__qualname__, name, holder))
-        return False
     try:
+        if isinstance(name, Via) and not name.registry.register_name(name.key, pid):
+            holder = name.registry.whereis_name(name.key)
+            _unlink_quietly(pid)
+            ack.set_result(AlreadyStarted(type(server).__qualname__, name, holder))
+            return False
         result = server.init(arg)
-        if "init" in server._async:
+        if type(result) is CoroutineType:
             result = await result
     except ProcessExit as e:
         _init_failed(pid, ack, e.reason)
@@ -380,8 +370,11 @@ async def _init(
         )
         _init_failed(pid, ack, error)
         raise error
-    if ack.done():  # the starter gave up waiting and has killed us already
-        return False
+    if ack.done():
+        if not ack.cancelled():  # the starter timed out and has killed us already
+            return False
+        # The starter itself was cancelled: like an OTP server, we outlive it.
+        return result if isinstance(result, NoReply) else True
     ack.set_result(pid)
     return result if isinstance(result, NoReply) else True
 
@@ -396,10 +389,8 @@ async def _serve(
     if started is False:
         return
     pending = started if isinstance(started, NoReply) else None
-    asyncs = server._async
-    call_async = "handle_call" in asyncs
-    cast_async = "handle_cast" in asyncs
-    info_async = "handle_info" in asyncs
+    # Callbacks may be plain or async; a result that is a coroutine is awaited. Checked per
+    # result rather than per class, so that decorated async callbacks work too.
     message: Any = None
     timeout: float | None = None
     create_future = pid._node.loop.create_future
@@ -412,7 +403,7 @@ async def _serve(
                 pending = None
                 if term is not None:
                     result = server.handle_continue(term)
-                    if "handle_continue" in asyncs:
+                    if type(result) is CoroutineType:
                         result = await result
                     if result is not None:
                         pending = _after(server, "handle_continue", result)
@@ -440,7 +431,7 @@ async def _serve(
             if kind is _CALL:
                 from_ = message[1]
                 result = server.handle_call(message[2], from_)
-                if call_async:
+                if type(result) is CoroutineType:
                     result = await result
                 rtype = type(result)
                 if rtype is Reply:
@@ -458,7 +449,7 @@ async def _serve(
                     from_.set_result(result)
             elif kind is _CAST:
                 result = server.handle_cast(message[1])
-                if cast_async:
+                if type(result) is CoroutineType:
                     result = await result
                 if result is not None:
                     pending = _after(server, "handle_cast", result)
@@ -469,7 +460,7 @@ async def _serve(
                     # Our supervisor (or whoever started us) is shutting us down.
                     raise _Stopping(message.reason)
                 result = server.handle_info(message)
-                if info_async:
+                if type(result) is CoroutineType:
                     result = await result
                 if result is not None:
                     pending = _after(server, "handle_info", result)
@@ -477,7 +468,10 @@ async def _serve(
         reason = stopping.reason
         await _terminate(server, reason)
         raise ProcessExit(reason) from None
-    except (ProcessExit, asyncio.CancelledError):
+    except ProcessExit as e:  # a callback exited: terminate runs, as in Elixir
+        await _terminate(server, e.reason)
+        raise
+    except asyncio.CancelledError:
         raise
     except Exception as e:
         await _terminate(server, e)
@@ -503,7 +497,7 @@ class _Stopping(Exception):
 async def _terminate(server: GenServer, reason: Any) -> None:
     try:
         result = server.terminate(reason)
-        if "terminate" in server._async:
+        if type(result) is CoroutineType:
             await result
     except Exception:
         log.exception("%s: terminate(%r) raised", server._describe(), reason)

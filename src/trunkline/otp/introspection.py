@@ -20,6 +20,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from .exceptions import CallError
 from .node import current_node
 from .process import Pid, Via, resolve
 
@@ -136,8 +137,11 @@ async def supervision_tree(supervisor: Pid | Via | Hashable, *, id: object = Non
     """Walk the supervision tree under ``supervisor`` (a pid or a name), asking each
     supervisor for its children.
 
+    Only processes that are supervisors are asked (a worker whose spec says "supervisor" is
+    left alone); a child supervisor that ends during the walk is shown as not running.
+
     Raises:
-        CallError: ``supervisor`` is not a running supervisor.
+        CallError: ``supervisor`` itself is not running.
     """
     from .supervisor import which_children
 
@@ -145,12 +149,16 @@ async def supervision_tree(supervisor: Pid | Via | Hashable, *, id: object = Non
     children = await which_children(supervisor)
     nodes = []
     for child in children:
-        if child.pid is not None and child.type == "supervisor":
-            nodes.append(await supervision_tree(child.pid, id=child.id))
+        child_pid = child.pid
+        if child_pid is not None and _kind(child_pid._behaviour) == "supervisor":
+            try:
+                nodes.append(await supervision_tree(child_pid, id=child.id))
+            except CallError:
+                nodes.append(TreeNode(child.id, None, "supervisor", _module(child_pid)))
         else:
-            kind = child.type if child.pid is None else _kind(child.pid._behaviour)
-            module = _module(child.pid) if child.pid is not None else "?"
-            nodes.append(TreeNode(child.id, child.pid, kind, module))
+            kind = child.type if child_pid is None else _kind(child_pid._behaviour)
+            module = _module(child_pid) if child_pid is not None else "?"
+            nodes.append(TreeNode(child.id, child_pid, kind, module))
     name = pid._name if pid is not None else supervisor
     module = _module(pid) if pid is not None else "?"
     return TreeNode(id if id is not None else name, pid, "supervisor", module, tuple(nodes))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,9 @@ from .exceptions import NoNode
 if TYPE_CHECKING:
     from .process import Pid
 
+# One node per event loop. `_current` is the last one used: nearly every lookup hits it.
 _current: Node | None = None
+_nodes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Node] = weakref.WeakKeyDictionary()
 
 
 class Node:
@@ -70,21 +73,27 @@ def current_node() -> Node:
     Raises:
         NoNode: when called with no running event loop.
     """
+    global _current
     node = _current
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         raise NoNode("the trunkline runtime needs a running asyncio event loop") from None
     if node is None or node.loop is not loop:
-        node = start_node(loop=loop)
+        # Another loop (a thread running asyncio.run, say) must not take this loop's node.
+        node = _nodes.get(loop)
+        if node is None:
+            return start_node(loop=loop)
+        _current = node
     return node
 
 
 def start_node(clock: Clock | None = None, loop: asyncio.AbstractEventLoop | None = None) -> Node:
     """Make a fresh node for ``loop`` (default: the running one) the current node."""
     global _current
-    _current = Node(clock, loop)
-    return _current
+    node = _current = Node(clock, loop)
+    _nodes[node.loop] = node
+    return node
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -35,12 +35,13 @@ import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
+from itertools import islice
 from types import CoroutineType
 from typing import Any, Protocol
 
 from ._deadlines import TIMEOUT as _TIMEOUT
 from ._deadlines import expire as _expire
-from .exceptions import NameTaken, NoProcess, NotAProcess, ProcessExit
+from .exceptions import NameTaken, NoNode, NoProcess, NotAProcess, ProcessExit
 from .node import Node, current_node
 
 __all__ = [
@@ -229,8 +230,8 @@ class Pid:
         while True:
             mailbox = self._mailbox
             if mailbox:
-                for i in range(seen, len(mailbox)):
-                    message = mailbox[i]
+                # islice walks the deque once; mailbox[i] would cost O(i) per message.
+                for i, message in enumerate(islice(mailbox, seen, None), seen):
                     if match(message):
                         del mailbox[i]
                         self._handled += 1
@@ -325,21 +326,32 @@ def _task_done(task: asyncio.Task[Any]) -> None:
     # Retrieve the outcome even when the process is already dead (killed while its task was
     # finishing), or asyncio would report an exception that was never retrieved.
     error = None if task.cancelled() else task.exception()
-    if pid is None or not pid._alive:
+    if pid is None:
+        return
+    pid._task = None  # the finished task holds the coroutine's last frame: let it go
+    if not pid._alive:
         return
     if task.cancelled():
-        # Cancelled by someone other than the runtime: as abrupt as a kill.
-        reason: Any = KILLED
-    else:
-        if error is None:
-            reason = NORMAL
-        elif type(error) is ProcessExit:
-            reason = error.reason
+        if task.cancelling():
+            # Cancelled by someone other than the runtime: as abrupt as a kill.
+            reason: Any = KILLED
         else:
-            reason = error
-    if not is_normal_exit(reason) and not (type(reason) is str and reason == KILLED):
-        _crash_report(pid, reason)
-    _die(pid, reason, cancel=False)
+            # A CancelledError nobody asked this task for (it awaited a future that someone
+            # else cancelled) is a crash like any other, and is reported as one.
+            reason = asyncio.CancelledError(
+                "the process awaited something that was cancelled, and did not handle it"
+            )
+    elif error is None:
+        reason = NORMAL
+    elif type(error) is ProcessExit:
+        reason = error.reason
+    else:
+        reason = error
+    try:
+        if not is_normal_exit(reason) and not (type(reason) is str and reason == KILLED):
+            _crash_report(pid, reason)
+    finally:
+        _die(pid, reason, cancel=False)
 
 
 def resolve(server: Pid | Via | Hashable) -> Pid | None:
@@ -385,6 +397,8 @@ def spawn(
         TypeError: ``fn(*args)`` is not a coroutine, or raised it (nothing is started).
     """
     node = current_node()
+    if node.stopping:
+        raise NoNode("the node is shutting down: no new processes")
     parent = _current_pid(node)
     if link and parent is None:
         parent = self()
@@ -436,7 +450,10 @@ def _crash_report(pid: Pid, reason: Any) -> None:
     behaviour = pid._behaviour
     # A behaviour may say what its internal message shapes mean ("call 'get'").
     describe = getattr(behaviour, "describe_message", repr)
-    last = describe(pid._current)
+    try:
+        last = describe(pid._current)
+    except Exception as e:  # a message whose repr fails must not hide the crash
+        last = f"<unprintable {type(pid._current).__qualname__}: {e!r}>"
     log.error(
         "process %r%s%s crashed: %r; last message: %s",
         pid,
@@ -500,13 +517,16 @@ def _link_both(a: Pid, b: Pid) -> None:
 def link(pid: Pid) -> None:
     """Link the caller and ``pid``: when either ends, the other gets an exit signal.
 
-    Linking to a dead process sends the caller an exit signal with reason ``"noproc"``.
+    Linking to a dead process raises :class:`NoProcess`, or, when the caller traps exits,
+    gives it ``Exit(pid, "noproc")``, as in Erlang.
     """
     me = self()
     if pid is me:
         return
     if not pid._alive:
-        _signal(me, pid, NOPROC)
+        if not me._trap_exit:
+            raise NoProcess(pid)
+        me._deliver(Exit(pid, NOPROC))
         return
     _link_both(me, pid)
 
@@ -690,6 +710,9 @@ def _die(pid: Pid, reason: Any, *, cancel: bool = True) -> None:
 
 def _release(node: Node, pid: Pid, reason: Any) -> None:
     node.processes.discard(pid)
+    # Dead pids live on in messages, child lists and refs: they must not keep the server's
+    # state or its last message alive.
+    pid._current = pid._behaviour = None
     if pid._name is not None:
         if node.names.get(pid._name) is pid:
             del node.names[pid._name]
