@@ -168,4 +168,3 @@ class InvalidMetric(TelemetryError, ValueError):
 
     The message names the metric, the option, what was expected and what was given.
     """
-
