@@ -6,7 +6,7 @@ Subclass :class:`PubSubConformance` (an adapter for one node) or :class:`Cluster
 
     class TestMemoryAdapter(ClusterConformance):
         def new_cluster(self) -> Callable[[str], PubSubAdapter]:
-            bus = MemoryBus()
+            bus = MemoryBus(pickle_messages=True)  # as strict as a network
             return lambda node_name: MemoryAdapter(bus, node_name)
 
 Each test builds its nodes as ``PubSub("conformance", adapter=factory(node_name))`` and starts
@@ -279,6 +279,25 @@ class ClusterConformance(PubSubConformance):
             await b.start()  # when start returns, b receives broadcasts again
             a.broadcast("t", "back")
             assert await next_message(there) == "back"
+
+    async def test_other_nodes_get_the_message_as_it_was_when_broadcast(self) -> None:
+        async with self.nodes(2) as [a, b]:
+            there = await probe(b, "t")
+            message = {"seen_by": ["a"]}
+            a.broadcast("t", message)
+            message["seen_by"].append("changed after the broadcast")
+            assert await next_message(there) == {"seen_by": ["a"]}
+
+    async def test_a_message_that_cannot_cross_the_network_fails_the_broadcast(self) -> None:
+        async with self.nodes(2) as [a, b]:
+            there = await probe(b, "t")
+            a.subscribe("t")
+            with pytest.raises(BroadcastError):
+                a.broadcast("t", lambda: "a function is not data")
+            with pytest.raises(TimeoutError):
+                await receive(timeout=0)  # nor was it delivered on the sender's node
+            a.broadcast("t", "end")
+            assert await next_message(there) == "end"
 
     async def test_broadcast_without_start_raises_and_delivers_nothing(self) -> None:
         make_adapter = self.new_cluster()

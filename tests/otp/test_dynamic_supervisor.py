@@ -319,3 +319,87 @@ async def test_many_children_start_and_stop() -> None:
     assert (await count_children(sup)).active == 2000
     await otp.stop(sup, "shutdown")
     assert not any(otp.is_alive(pid) for pid in pids)  # type: ignore[arg-type]
+
+
+async def test_child_spec_of_a_dynamic_supervisor() -> None:
+    # Elixir's {DynamicSupervisor, name: Rooms}: the natural way to nest one.
+    spec = child_spec(DynamicSupervisor, name="rooms")
+    assert (spec.id, spec.type, spec.shutdown) == (DynamicSupervisor, "supervisor", "infinity")
+    app = await Supervisor.start([spec])
+    rooms = otp.whereis("rooms")
+    assert rooms is not None
+    assert rooms._parent is app
+    assert await which_children(app) == [
+        ChildInfo(DynamicSupervisor, rooms, "supervisor", "permanent")
+    ]
+
+
+async def test_child_spec_of_a_dynamic_supervisor_with_options() -> None:
+    spec = child_spec(DynamicSupervisor, {"max_children": 1}, id="rooms", name="rooms")
+    await Supervisor.start([spec])
+    await start_child("rooms", worker("a", []))
+    with pytest.raises(SupervisorError) as info:
+        await start_child("rooms", worker("b", []))
+    assert info.value.reason == "max_children"
+
+
+@pytest.mark.parametrize(
+    ("arg", "options", "error"),
+    [
+        (["max_children", 1], {}, "mapping"),
+        ({"max_kids": 1}, {}, "max_kids"),
+        ({"name": "rooms"}, {}, "'name'"),
+        ({"max_restarts": 1}, {"max_restarts": 2}, "max_restarts given twice"),
+    ],
+)
+async def test_options_in_arg_are_validated(arg: Any, options: dict[str, Any], error: str) -> None:
+    with pytest.raises(TypeError, match=error):
+        await DynamicSupervisor.start(arg, **options)
+
+
+async def test_options_in_arg_are_checked_as_keywords_are() -> None:
+    with pytest.raises(ValueError, match="max_seconds"):
+        await DynamicSupervisor.start({"max_seconds": -1})
+
+
+async def _start_on_a_cancelled_future() -> otp.Pid:
+    future: asyncio.Future[otp.Pid] = asyncio.get_running_loop().create_future()
+    future.cancel()  # e.g. a connection attempt that a pool gave up on
+    return await future  # CancelledError, though no one cancelled the supervisor
+
+
+async def test_a_start_function_that_meets_a_cancelled_future_fails_to_start() -> None:
+    sup = await DynamicSupervisor.start()
+    sibling = await start_child(sup, worker("sibling", []))
+    with pytest.raises(otp.StartError) as info:
+        await start_child(sup, ChildSpec("bad", _start_on_a_cancelled_future))
+    assert isinstance(info.value.reason, asyncio.CancelledError)
+    assert otp.is_alive(sup)
+    assert otp.is_alive(sibling)  # type: ignore[arg-type]
+    assert await count_children(sup) == ChildCounts(1, 1, 0, 1)
+
+
+async def test_terminate_child_with_an_unhashable_child_is_the_callers_error() -> None:
+    sup = await DynamicSupervisor.start()
+    with pytest.raises(TypeError, match="hashable"):
+        await terminate_child(sup, ["not", "a", "pid"])  # type: ignore[arg-type]
+    assert otp.is_alive(sup)
+
+
+class _Fatal(BaseException):
+    """Escapes every ``except Exception``: what it takes to crash a supervisor."""
+
+
+async def _start_fatally() -> otp.Pid:
+    raise _Fatal("a bug in the runtime")
+
+
+async def test_a_crash_report_shows_the_request_not_internal_tuples(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sup = await DynamicSupervisor.start()
+    with pytest.raises(otp.CallError):
+        await start_child(sup, ChildSpec("doomed", _start_fatally))
+    [record] = [r for r in caplog.records if "crashed" in r.getMessage()]
+    assert record.__dict__["last_message"].startswith("call ('start_child', ChildSpec(")
+    assert "$gen_call" not in record.getMessage()

@@ -27,7 +27,7 @@ class TestLocalAdapter(PubSubConformance):
 
 class TestMemoryAdapter(ClusterConformance):
     def new_cluster(self) -> Callable[[str], PubSubAdapter]:
-        bus = MemoryBus()
+        bus = MemoryBus(pickle_messages=True)
         return lambda node_name: MemoryAdapter(bus, node_name)
 
 
@@ -246,3 +246,22 @@ async def test_a_memory_bus_refuses_two_nodes_of_one_name() -> None:
     with pytest.raises(ValueError, match="already runs"):
         await PubSub("app", adapter=MemoryAdapter(bus, "a@test")).start()
     await PubSub("other", adapter=MemoryAdapter(bus, "a@test")).start()  # another PubSub: fine
+
+
+async def test_a_default_memory_bus_passes_messages_by_reference() -> None:
+    # What cannot cross a real network (a pid) can cross this one, unless pickle_messages.
+    bus = MemoryBus()
+    async with (
+        PubSub("app", adapter=MemoryAdapter(bus, "a@test")) as node_a,
+        PubSub("app", adapter=MemoryAdapter(bus, "b@test")) as node_b,
+    ):
+        on_b = await Listener.start((node_b, otp.self()))
+        message = ("reply to", otp.self())
+        node_a.broadcast("events", message)
+        [received] = await next_messages(on_b, 1)
+        assert received is message
+
+    strict = MemoryBus(pickle_messages=True)
+    async with PubSub("app", adapter=MemoryAdapter(strict, "a@test")) as node:
+        with pytest.raises(BroadcastError, match="cannot go to other nodes"):
+            node.broadcast("events", ("reply to", otp.self()))

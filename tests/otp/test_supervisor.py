@@ -538,6 +538,31 @@ async def test_terminate_restart_and_delete_a_child() -> None:
         assert info.value.reason == "not_found"
 
 
+@pytest.mark.parametrize("operation", [terminate_child, restart_child, delete_child])
+async def test_an_unhashable_child_id_is_the_callers_error(operation: Any) -> None:
+    sup = await Supervisor.start([worker("a", [])])
+    child = await running(sup, "a")
+    with pytest.raises(TypeError, match="hashable"):
+        await operation(sup, ["a"])  # a list where an id was expected
+    assert otp.is_alive(sup)
+    assert otp.is_alive(child)
+
+
+@pytest.mark.parametrize("request_", ["terminate_child", "restart_child", "delete_child"])
+async def test_a_request_with_an_unhashable_id_does_not_crash_the_supervisor(
+    request_: str,
+) -> None:
+    # Past the client functions' own check: the supervisor answers the error as a value.
+    sup = await Supervisor.start([worker("a", [])])
+    child = await running(sup, "a")
+    error = await otp.call(sup, (request_, {"not": "hashable"}))
+    assert isinstance(error, TypeError)
+    assert "hashable" in str(error)
+    assert otp.is_alive(sup)
+    assert otp.is_alive(child)
+    assert await which_children(sup) != []
+
+
 async def test_a_terminated_temporary_child_is_forgotten() -> None:
     sup = await Supervisor.start([worker("t", [], restart="temporary")])
     await terminate_child(sup, "t")
@@ -625,6 +650,27 @@ async def test_supervisor_reports_name_the_supervisor_and_child(
     assert "'a'" in record.getMessage()
 
 
+class _Fatal(BaseException):
+    """Escapes every ``except Exception``: what it takes to crash a supervisor."""
+
+
+async def _start_fatally() -> otp.Pid:
+    raise _Fatal("a bug in the runtime")
+
+
+async def test_a_supervisor_crash_report_shows_the_request_not_internal_tuples(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sup = await Supervisor.start([], name="fragile")
+    with pytest.raises(otp.CallError):
+        await start_child(sup, ChildSpec("doomed", _start_fatally))
+    [record] = [r for r in caplog.records if "crashed" in r.getMessage()]
+    last = record.__dict__["last_message"]
+    assert last.startswith("call ('start_child', ChildSpec(id='doomed'")
+    assert "$gen_call" not in record.getMessage()
+    assert "Future" not in last
+
+
 # -- specs and options -----------------------------------------------------------------------------
 
 
@@ -666,6 +712,11 @@ def test_child_spec_helper() -> None:
 
     sup_spec = child_spec(App, id="app", restart="transient")
     assert (sup_spec.id, sup_spec.type, sup_spec.shutdown) == ("app", "supervisor", "infinity")
+
+    class Pool(otp.GenServer):
+        otp_kind = "supervisor"  # a supervisor of its own making: it says so
+
+    assert child_spec(Pool).type == "supervisor"
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,20 @@
 import asyncio
+import gc
 import logging
+import weakref
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from trunkline.otp import (
+    Down,
     MockClock,
     Pid,
     Via,
     current_node,
     exit,
+    monitor,
     receive,
     register,
     send,
@@ -104,6 +108,52 @@ async def test_a_timer_dies_with_its_destination_pid() -> None:
     exit(pid, "kill")
     assert read_timer(ref) is None
     assert cancel_timer(ref) is None
+
+
+class _Payload:
+    """A message we can watch for being let go (a weak reference to it dies)."""
+
+
+async def _short_lived() -> None:
+    return None
+
+
+async def test_a_timer_to_a_pid_lets_its_message_go_when_the_pid_dies() -> None:
+    pid = spawn(_idle)
+    payload = _Payload()
+    gone = weakref.ref(payload)
+    ref = send_after(3600, pid, payload)  # e.g. a connection's idle timer
+    del payload
+    exit(pid, "kill")
+    gc.collect()
+    assert gone() is None  # not kept for the hour the timer had left, as Erlang does
+    assert read_timer(ref) is None
+
+
+async def test_a_timer_to_a_dead_pid_is_cancelled_from_the_start() -> None:
+    pid = spawn(_short_lived)
+    ref = monitor(pid)
+    await receive(lambda m: isinstance(m, Down) and m.ref is ref, timeout=5)
+    payload = _Payload()
+    gone = weakref.ref(payload)
+    timer = send_after(60, pid, payload)
+    del payload
+    gc.collect()
+    assert gone() is None
+    assert read_timer(timer) is None
+    assert cancel_timer(timer) is None
+
+
+async def test_timers_to_a_live_pid_leave_nothing_behind_once_done() -> None:
+    me = self_pid()
+    fired = [send_after(i % 3, me, "tick") for i in range(100)]
+    cancelled = [send_after(10, me, "never") for _ in range(100)]
+    for ref in cancelled:
+        cancel_timer(ref)
+    for _ in fired:
+        assert await receive(timeout=5) == "tick"
+    # Each pending timer holds an exit hook on its pid; a done one must not keep it.
+    assert not me._hooks
 
 
 async def test_a_name_is_resolved_when_the_timer_fires() -> None:
@@ -238,6 +288,21 @@ async def test_send_interval_stops_when_its_destination_ends() -> None:
     exit(dest, "kill")
     assert read_timer(ref) is None
     assert cancel_timer(ref) is None
+
+
+async def test_send_interval_lets_its_message_go_when_its_destination_ends() -> None:
+    me = self_pid()
+    dest = spawn(_idle)
+    payload = _Payload()
+    gone = weakref.ref(payload)
+    ref = send_interval(3600, dest, payload)
+    del payload
+    exit(dest, "kill")
+    gc.collect()
+    assert gone() is None
+    assert read_timer(ref) is None
+    assert cancel_timer(ref) is None
+    assert not me._hooks  # nor does the starter keep the interval
 
 
 # -- the clock contract ---------------------------------------------------------------------------

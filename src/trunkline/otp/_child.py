@@ -1,4 +1,5 @@
-"""What every supervisor does with a child: its spec, starting it, shutting it down.
+"""What every supervisor does with a child: its spec, starting it, restarting it, shutting it
+down - and the part of a supervisor process that does not depend on its kind.
 
 Shared by :mod:`~trunkline.otp.supervisor` and :mod:`~trunkline.otp.dynamic_supervisor`. The
 public types (:class:`ChildSpec`, :class:`ChildInfo`, :class:`ChildCounts`) are re-exported by
@@ -7,14 +8,16 @@ public types (:class:`ChildSpec`, :class:`ChildInfo`, :class:`ChildCounts`) are 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
-from .exceptions import AlreadyStarted, ProcessExit, StartError, StartIgnored
+from .exceptions import AlreadyStarted, ProcessExit, StartError, StartIgnored, SupervisorError
+from .gen_server import GenServer, Stop
 from .node import current_node
 from .process import (
     KILL,
@@ -24,6 +27,7 @@ from .process import (
     Exit,
     Pid,
     Ref,
+    Via,
     exit,
     is_normal_exit,
     monitor,
@@ -177,6 +181,131 @@ class Intensity:
         return len(times) <= self.max_restarts
 
 
+# -- the supervisor process ---------------------------------------------------------------------
+
+
+def spec_error(spec: Any) -> TypeError | None:
+    """The error for a ``start_child`` given something other than a :class:`ChildSpec`."""
+    if isinstance(spec, ChildSpec):
+        return None
+    return TypeError(f"start_child needs a ChildSpec (see child_spec), not {spec!r}")
+
+
+def id_error(child_id: Any) -> TypeError | None:
+    """The error for a child id that cannot be one; checked by the client functions, so that
+    the caller gets it, and again by the supervisor, which must not crash on it."""
+    try:
+        hash(child_id)
+    except Exception:  # a broken __hash__ may raise anything; none of it may kill us
+        # The type, not the repr: a value this broken may fail to print too.
+        return TypeError(f"child id must be hashable, not a {type(child_id).__qualname__}")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TryAgain:
+    """Sent by a supervisor to itself when restarting ``child`` failed (for ``reason``): it
+    retries after the messages already in its mailbox, such as a shutdown request from its
+    parent. ``child`` is the child's key in that supervisor: its id, or its old pid in a
+    dynamic supervisor."""
+
+    child: Hashable
+    reason: Any
+
+
+class SupervisorBehaviour:
+    """What :class:`~trunkline.otp.Supervisor` and
+    :class:`~trunkline.otp.DynamicSupervisor` instances share: they are the behaviour that
+    introspection and crash reports find on a supervisor's pid."""
+
+    otp_kind: ClassVar[str] = "supervisor"  # what introspection calls this behaviour
+    _server: SupervisorServer | None = None
+
+    def describe_message(self, message: Any) -> str:
+        """How a crash report shows a message the supervisor received: a request as
+        ``call 'which_children'``, not the runtime's internal tuple."""
+        server = self._server
+        return repr(message) if server is None else server.describe_message(message)
+
+
+class SupervisorServer(GenServer):
+    """The process behind a supervisor of either kind; a subclass keeps the children.
+
+    It traps exits, shows its :class:`SupervisorBehaviour` to introspection, applies OTP's
+    restart rule, and routes each message: a child's exit to :meth:`child_exited`, a failed
+    restart to :meth:`try_again`; anything else is logged and dropped.
+    """
+
+    trap_exit = True
+
+    behaviour: SupervisorBehaviour
+    intensity: Intensity
+
+    def adopt(self, behaviour: SupervisorBehaviour) -> None:
+        """Make ``behaviour`` what introspection and crash reports see of this process."""
+        self.behaviour = behaviour
+        behaviour._server = self
+        self.pid._behaviour = behaviour
+
+    @property
+    def label(self) -> str:
+        """How reports name this supervisor."""
+        return describe(self.pid, type(self.behaviour).__qualname__)
+
+    def restarts(self, spec: ChildSpec, pid: Pid, reason: Any) -> bool:
+        """Whether a child that ended with ``reason`` is restarted, reporting it as OTP does.
+
+        ``permanent``: always; ``transient``: after an abnormal exit; ``temporary``: never.
+        An abnormal exit is reported either way; a normal one only when it is restarted.
+        """
+        restart = spec.restart
+        again = restart == "permanent" or (restart == "transient" and not is_normal_exit(reason))
+        if again or not is_normal_exit(reason):
+            report(self.label, "child_terminated", spec, pid, reason)
+        return again
+
+    def bad_request(self, request: Any) -> SupervisorError:
+        return SupervisorError("bad_request", f"{self.label} does not understand {request!r}")
+
+    def handle_cast(self, request: Any) -> None:
+        log.error("%s received an unexpected cast: %r", self.label, request)
+
+    async def handle_info(self, message: Any) -> Stop | None:
+        if type(message) is Exit:
+            return await self.child_exited(message.pid, message.reason)
+        if type(message) is TryAgain:
+            return await self.try_again(message.child, message.reason)
+        log.error("%s received an unexpected message: %r", self.label, message)
+        return None
+
+    async def child_exited(self, pid: Pid, reason: Any) -> Stop | None:
+        """A linked process ended: restart it, forget it, or ignore it (not a child)."""
+        raise NotImplementedError
+
+    async def try_again(self, child: Hashable, reason: Any) -> Stop | None:
+        """Retry the restart of ``child`` that failed with ``reason``, if still wanted."""
+        raise NotImplementedError
+
+
+async def start_supervisor(
+    server: type[SupervisorServer],
+    what: str,
+    arg: Any,
+    name: Hashable | Via | None,
+    link: bool,
+) -> Pid:
+    """Start ``server`` with ``arg``, its errors naming the supervisor class ``what``."""
+    try:
+        # No timeout: a supervisor's init starts its children, which takes what it takes.
+        return await server.start(arg, name=name, link=link, timeout=None)
+    except AlreadyStarted as e:
+        raise AlreadyStarted(what, e.name, e.pid) from None
+    except StartIgnored:
+        raise StartIgnored(what) from None
+    except StartError as e:
+        raise StartError(what, e.reason) from None
+
+
 # -- starting ----------------------------------------------------------------------------------
 
 
@@ -185,7 +314,8 @@ async def start_process(spec: ChildSpec) -> Pid | None:
 
     Raises:
         StartError: the start failed; ``reason`` is why (for a GenServer whose ``init``
-            raised, the exception), and ``what`` names the child.
+            raised, the exception), and ``what`` names the child. A ``CancelledError`` is
+            such a failure too, unless this task is being cancelled.
         AlreadyStarted: the child's name is taken, as raised by its start function.
     """
     try:
@@ -199,6 +329,13 @@ async def start_process(spec: ChildSpec) -> Pid | None:
     except ProcessExit as e:  # the start function exited the caller: OTP catches that too
         raise StartError(f"child {spec.id!r}", e.reason) from None
     except Exception as e:
+        raise StartError(f"child {spec.id!r}", e) from e
+    except asyncio.CancelledError as e:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # this supervisor is being killed: let it go
+        # No one cancelled us: the start function awaited a future that someone else
+        # cancelled (a pool dropping a connection attempt). A failed start, not our death.
         raise StartError(f"child {spec.id!r}", e) from e
     if pid is None or type(pid) is Pid:
         return pid

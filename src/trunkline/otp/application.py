@@ -116,29 +116,37 @@ class Application:
     async def run(self) -> int:
         """Start, stop gracefully on SIGTERM or SIGINT, and return the exit code."""
         loop = asyncio.get_running_loop()
-        try:
-            await self.start()
-        except StartError as e:
-            log.error("application %s failed to start: %r", self.name, e.reason)
-            return 1
-        stopping: list[asyncio.Task[None]] = []
+        signalled = asyncio.Event()
 
         def on_signal(signum: int) -> None:
-            if stopping:
+            if signalled.is_set():
                 log.warning("application %s: already stopping", self.name)
                 return
             log.info("application %s: %s, stopping", self.name, signal.Signals(signum).name)
-            stopping.append(loop.create_task(self.stop()))
+            signalled.set()
 
+        # Installed before the tree starts: a signal during start-up stops it right after.
         for signum in _SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
         try:
-            return await self.wait()
+            try:
+                await self.start()
+            except StartError as e:
+                log.error("application %s failed to start: %r", self.name, e.reason)
+                return 1
+            stopper = loop.create_task(self._stop_when(signalled))
+            try:
+                return await self.wait()
+            finally:
+                stopper.cancel()
+                await asyncio.gather(stopper, return_exceptions=True)
         finally:
             for signum in _SIGNALS:
                 loop.remove_signal_handler(signum)
-            if stopping:
-                await stopping[0]
+
+    async def _stop_when(self, signalled: asyncio.Event) -> None:
+        await signalled.wait()
+        await self.stop()
 
     def main(self) -> int:
         """Run the application on a new event loop (uvloop) and return the exit code.

@@ -19,29 +19,37 @@ Example::
     pid = await start_child("rooms", child_spec(Room, room_id, restart="transient"))
     ...
     await terminate_child("rooms", pid)
+
+Under a supervisor, :func:`~trunkline.otp.child_spec` makes its spec, with the options as its
+argument (as Elixir's ``{DynamicSupervisor, name: Rooms, max_children: 10_000}``)::
+
+    children = [child_spec(DynamicSupervisor, {"max_children": 10_000}, name="rooms")]
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, ClassVar
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 from ._child import (
     ChildCounts,
     ChildInfo,
     ChildSpec,
     Intensity,
+    SupervisorBehaviour,
+    SupervisorServer,
+    TryAgain,
     check_intensity,
-    describe,
-    log,
     report,
     shut_down,
     shut_down_all,
+    spec_error,
     start_process,
+    start_supervisor,
 )
-from .exceptions import AlreadyStarted, StartError, StartIgnored, SupervisorError
-from .gen_server import From, GenServer, Stop
-from .process import SHUTDOWN, Exit, Pid, Via, is_normal_exit, send
+from .exceptions import StartError, SupervisorError
+from .gen_server import From, Stop
+from .process import SHUTDOWN, Pid, Via, send
 from .supervisor import count_children, start_child, terminate_child, which_children
 
 __all__ = [
@@ -53,87 +61,101 @@ __all__ = [
 ]
 
 
-class DynamicSupervisor:
+_OPTIONS = ("max_children", "max_restarts", "max_seconds")
+
+
+class DynamicSupervisor(SupervisorBehaviour):
     """A supervisor of children started on demand; see the module documentation.
 
     The process runs a private GenServer that traps exits; its ``pid._behaviour`` is a
     :class:`DynamicSupervisor` instance.
     """
 
-    otp_kind: ClassVar[str] = "supervisor"  # what introspection calls this behaviour
-
     @classmethod
     async def start_link(
         cls,
+        arg: Mapping[str, Any] | None = None,
         *,
-        max_children: int | None = None,
-        max_restarts: int = 3,
-        max_seconds: float = 5.0,
         name: Hashable | Via | None = None,
+        max_children: int | None = None,
+        max_restarts: int | None = None,
+        max_seconds: float | None = None,
     ) -> Pid:
         """Start a dynamic supervisor, linked to the caller, with no children.
 
+        The options come as keywords, or in ``arg``: the shape every ``start_link`` has, so
+        that ``child_spec(DynamicSupervisor, {"max_children": 100}, name="rooms")`` works.
+
         Args:
+            arg: ``None``, or a mapping of the options below (not ``name``).
+            name: a local name or a :class:`~trunkline.otp.Via` name to register.
             max_children: at most this many children (``None``: no limit).
             max_restarts: more restarts than this within ``max_seconds`` make the supervisor
                 shut its children down and exit with ``"shutdown"`` (default 3 in 5 s).
             max_seconds: the intensity window, in seconds.
-            name: a local name or a :class:`~trunkline.otp.Via` name to register.
 
         Raises:
+            TypeError: ``arg`` is not a mapping, names an unknown option, or gives one that
+                is also given as a keyword.
             ValueError: an invalid option, named in the message.
             AlreadyStarted: ``name`` is taken.
+
+        Example::
+
+            rooms = await DynamicSupervisor.start_link(name="rooms", max_children=10_000)
         """
         return await cls.start(
+            arg,
+            name=name,
             max_children=max_children,
             max_restarts=max_restarts,
             max_seconds=max_seconds,
-            name=name,
             link=True,
         )
 
     @classmethod
     async def start(
         cls,
+        arg: Mapping[str, Any] | None = None,
         *,
-        max_children: int | None = None,
-        max_restarts: int = 3,
-        max_seconds: float = 5.0,
         name: Hashable | Via | None = None,
+        max_children: int | None = None,
+        max_restarts: int | None = None,
+        max_seconds: float | None = None,
         link: bool = False,
     ) -> Pid:
         """:meth:`start_link` without the link (unless ``link`` is true)."""
+        options: dict[str, Any] = {
+            "max_children": max_children,
+            "max_restarts": max_restarts,
+            "max_seconds": max_seconds,
+        }
+        if arg is not None:
+            if not isinstance(arg, Mapping):
+                raise TypeError(
+                    f"{cls.__qualname__}: arg must be a mapping of options, not {arg!r}"
+                )
+            for option, value in arg.items():
+                if option not in _OPTIONS:
+                    raise TypeError(
+                        f"{cls.__qualname__}: unknown option {option!r}; "
+                        "expected max_children, max_restarts or max_seconds"
+                    )
+                if options[option] is not None:
+                    raise TypeError(f"{cls.__qualname__}: {option} given twice")
+                options[option] = value
+        max_children = options["max_children"]
         if max_children is not None and (type(max_children) is not int or max_children < 0):
             raise ValueError(f"max_children must be None or an integer >= 0, not {max_children!r}")
-        check_intensity(max_restarts, max_seconds)
-        flags = (cls, max_children, max_restarts, max_seconds)
-        try:
-            return await _DynamicServer.start(flags, name=name, link=link, timeout=None)
-        except AlreadyStarted as e:
-            raise AlreadyStarted(cls.__qualname__, e.name, e.pid) from None
-        except StartIgnored:  # pragma: no cover - init never ignores
-            raise StartIgnored(cls.__qualname__) from None
-        except StartError as e:
-            raise StartError(cls.__qualname__, e.reason) from None
+        restarts = 3 if options["max_restarts"] is None else options["max_restarts"]
+        seconds = 5.0 if options["max_seconds"] is None else options["max_seconds"]
+        check_intensity(restarts, seconds)
+        flags = (cls, max_children, restarts, seconds)
+        return await start_supervisor(_DynamicServer, cls.__qualname__, flags, name, link)
 
 
-class _TryAgain:
-    """A failed restart (for ``reason``) of the child that was ``pid``, retried after the
-    messages already in the mailbox."""
-
-    __slots__ = ("pid", "reason")
-
-    def __init__(self, pid: Pid, reason: Any) -> None:
-        self.pid = pid
-        self.reason = reason
-
-
-class _DynamicServer(GenServer):
-    trap_exit = True
-
-    module: DynamicSupervisor
+class _DynamicServer(SupervisorServer):
     max_children: int | None
-    intensity: Intensity
     # Every child by pid, in start order. A child whose restart failed stays under its old pid
     # and is also in `restarting` until a retry starts it.
     children: dict[Pid, ChildSpec]
@@ -141,15 +163,10 @@ class _DynamicServer(GenServer):
 
     def init(self, arg: tuple[type[DynamicSupervisor], int | None, int, float]) -> None:
         cls, self.max_children, max_restarts, max_seconds = arg
-        self.module = cls()
-        self.pid._behaviour = self.module
+        self.adopt(cls())
         self.intensity = Intensity(max_restarts, max_seconds)
         self.children = {}
         self.restarting = set()
-
-    @property
-    def label(self) -> str:
-        return describe(self.pid, type(self.module).__qualname__)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -157,8 +174,9 @@ class _DynamicServer(GenServer):
         # start_child first and by hand: it is the hot path.
         if type(request) is tuple and len(request) == 2 and request[0] == "start_child":
             spec = request[1]
-            if type(spec) is not ChildSpec:
-                return TypeError(f"start_child needs a ChildSpec, not {spec!r}")
+            error = spec_error(spec)
+            if error is not None:
+                return error
             children = self.children
             if self.max_children is not None and len(children) >= self.max_children:
                 return SupervisorError(
@@ -194,7 +212,7 @@ class _DynamicServer(GenServer):
                     f"{self.label} is dynamic: its children are added with start_child and "
                     "removed with terminate_child",
                 )
-        return SupervisorError("bad_request", f"{self.label} does not understand {request!r}")
+        return self.bad_request(request)
 
     async def _terminate_child(self, pid: Any) -> SupervisorError | None:
         spec = self.children.pop(pid, None) if type(pid) is Pid else None
@@ -206,34 +224,22 @@ class _DynamicServer(GenServer):
             await shut_down(pid, spec, self.label)
         return None
 
-    def handle_cast(self, request: Any) -> None:
-        log.error("%s received an unexpected cast: %r", self.label, request)
-
     # -- children ending -----------------------------------------------------------------------
 
-    async def handle_info(self, message: Any) -> Stop | None:
-        if type(message) is Exit:
-            pid = message.pid
-            spec = self.children.get(pid)
-            if spec is None or pid in self.restarting:
-                return None  # not (or no longer) a child
-            reason = message.reason
-            if spec.restart == "permanent" or (
-                spec.restart == "transient" and not is_normal_exit(reason)
-            ):
-                report(self.label, "child_terminated", spec, pid, reason)
-                return await self._restart(pid, spec, reason)
-            if not is_normal_exit(reason):
-                report(self.label, "child_terminated", spec, pid, reason)
-            del self.children[pid]
-            return None
-        if type(message) is _TryAgain:
-            spec = self.children.get(message.pid)
-            if spec is not None and message.pid in self.restarting:
-                return await self._restart(message.pid, spec, message.reason)
-            return None
-        log.error("%s received an unexpected message: %r", self.label, message)
+    async def child_exited(self, pid: Pid, reason: Any) -> Stop | None:
+        spec = self.children.get(pid)
+        if spec is None or pid in self.restarting:
+            return None  # not (or no longer) a child
+        if self.restarts(spec, pid, reason):
+            return await self._restart(pid, spec, reason)
+        del self.children[pid]
         return None
+
+    async def try_again(self, child: Hashable, reason: Any) -> Stop | None:
+        # Here a child is known by its old pid: the one it is still filed under.
+        if type(child) is Pid and child in self.restarting:
+            return await self._restart(child, self.children[child], reason)
+        return None  # terminated meanwhile
 
     async def _restart(self, old: Pid, spec: ChildSpec, reason: Any) -> Stop | None:
         children = self.children
@@ -247,7 +253,7 @@ class _DynamicServer(GenServer):
         except StartError as e:
             report(self.label, "start_error", spec, None, e.reason)
             self.restarting.add(old)
-            send(self.pid, _TryAgain(old, e.reason))
+            send(self.pid, TryAgain(old, e.reason))
             return None
         del children[old]
         self.restarting.discard(old)

@@ -31,8 +31,7 @@ Example::
     children = [
         child_spec(Cache),                                  # id: the class
         child_spec(Worker, "jobs", id="jobs", restart="transient"),
-        ChildSpec("rooms", lambda: DynamicSupervisor.start_link(name="rooms"),
-                  type="supervisor"),
+        child_spec(DynamicSupervisor, name="rooms"),        # type: "supervisor"
     ]
     sup = await Supervisor.start_link(children, strategy="rest_for_one", name="app")
     await which_children("app")     # [ChildInfo(id=Cache, pid=<0.9.0>, ...), ...]
@@ -61,7 +60,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._child import (
     ChildCounts,
@@ -71,16 +70,23 @@ from ._child import (
     Intensity,
     Restart,
     Shutdown,
+    SupervisorBehaviour,
+    SupervisorServer,
+    TryAgain,
     check_intensity,
-    describe,
-    log,
+    id_error,
     report,
     shut_down,
+    spec_error,
     start_process,
+    start_supervisor,
 )
-from .exceptions import AlreadyStarted, StartError, StartIgnored, SupervisorError
+from .exceptions import AlreadyStarted, StartError, SupervisorError
 from .gen_server import From, GenServer, Ignore, Stop, call
-from .process import SHUTDOWN, Exit, Pid, Via, is_normal_exit, send
+from .process import SHUTDOWN, Pid, Via, send
+
+if TYPE_CHECKING:
+    from .dynamic_supervisor import DynamicSupervisor
 
 __all__ = [
     "ChildCounts",
@@ -150,7 +156,7 @@ class SupervisorSpec:
         object.__setattr__(self, "children", children)
 
 
-class Supervisor:
+class Supervisor(SupervisorBehaviour):
     """A supervisor; subclass it, with an ``init``, for a module-based supervisor.
 
     Start one with :meth:`start_link` (see the module documentation). The process runs a
@@ -158,8 +164,6 @@ class Supervisor:
     instance, so introspection can tell supervisors apart and walk them with
     :func:`which_children`.
     """
-
-    otp_kind: ClassVar[str] = "supervisor"  # what introspection calls this behaviour
 
     def init(self, arg: Any) -> SupervisorSpec | Ignore | Awaitable[SupervisorSpec | Ignore]:
         """Return the supervisor's children and flags; runs in the new supervisor process.
@@ -238,19 +242,11 @@ class Supervisor:
                 f"{cls.__qualname__}: strategy, max_restarts and max_seconds come from its "
                 "init(), not from start_link()"
             )
-        what = cls.__qualname__
-        try:
-            return await _SupervisorServer.start((cls, arg), name=name, link=link, timeout=None)
-        except AlreadyStarted as e:
-            raise AlreadyStarted(what, e.name, e.pid) from None
-        except StartIgnored:
-            raise StartIgnored(what) from None
-        except StartError as e:
-            raise StartError(what, e.reason) from None
+        return await start_supervisor(_SupervisorServer, cls.__qualname__, (cls, arg), name, link)
 
 
 def child_spec(
-    server: type[GenServer] | type[Supervisor],
+    server: type[GenServer] | type[Supervisor] | type[DynamicSupervisor],
     arg: Any = None,
     *,
     id: Hashable | None = None,
@@ -262,19 +258,23 @@ def child_spec(
     """A :class:`ChildSpec` that starts ``server.start_link(arg, name=name)``.
 
     Args:
-        server: a GenServer or module-based Supervisor class.
-        arg: passed to its ``init``.
+        server: a GenServer, Supervisor or DynamicSupervisor class.
+        arg: passed to its ``init`` (for a plain Supervisor, the children; for a
+            DynamicSupervisor, a mapping of its options).
         id: the child id; default: the class itself.
         name: a name to register the child under.
         restart, shutdown: see :class:`ChildSpec`.
-        type: default ``"supervisor"`` for a Supervisor class, else ``"worker"``.
+        type: default ``"supervisor"`` for a supervisor class (any whose ``otp_kind`` is
+            ``"supervisor"``), so that it gets all the time it needs to shut down; else
+            ``"worker"``.
 
     Example::
 
         child_spec(Worker, {"queue": "mail"}, id="mail", restart="transient")
+        child_spec(DynamicSupervisor, {"max_children": 1000}, name="rooms")
     """
     if type is None:
-        type = "supervisor" if issubclass(server, Supervisor) else "worker"
+        type = "supervisor" if getattr(server, "otp_kind", None) == "supervisor" else "worker"
     if name is None:
         start = functools.partial(server.start_link, arg)
     else:
@@ -331,8 +331,9 @@ async def start_child(supervisor: Server, spec: ChildSpec) -> Pid | None:
         StartError: the child failed to start (``reason`` says why); nothing was added.
         CallError: the supervisor is not running.
     """
-    if not isinstance(spec, ChildSpec):
-        raise TypeError(f"start_child needs a ChildSpec (see child_spec), not {spec!r}")
+    error = spec_error(spec)
+    if error is not None:
+        raise error
     result: Pid | None = await _request(supervisor, ("start_child", spec))
     return result
 
@@ -346,8 +347,9 @@ async def restart_child(supervisor: Server, child_id: Hashable) -> Pid | None:
         SupervisorError: ``"not_found"``, ``"running"``, or ``"restarting"`` (the supervisor
             is retrying a failed restart of it already).
         StartError: it failed to start; it stays in the supervisor, not running.
+        TypeError: ``child_id`` is not hashable.
     """
-    result: Pid | None = await _request(supervisor, ("restart_child", child_id))
+    result: Pid | None = await _request(supervisor, ("restart_child", _checked(child_id)))
     return result
 
 
@@ -359,8 +361,9 @@ async def terminate_child(supervisor: Server, child: Hashable | Pid) -> None:
 
     Raises:
         SupervisorError: ``"not_found"``.
+        TypeError: ``child`` is not hashable.
     """
-    await _request(supervisor, ("terminate_child", child))
+    await _request(supervisor, ("terminate_child", _checked(child)))
 
 
 async def delete_child(supervisor: Server, child_id: Hashable) -> None:
@@ -368,8 +371,16 @@ async def delete_child(supervisor: Server, child_id: Hashable) -> None:
 
     Raises:
         SupervisorError: ``"not_found"``, ``"running"`` or ``"restarting"``.
+        TypeError: ``child_id`` is not hashable.
     """
-    await _request(supervisor, ("delete_child", child_id))
+    await _request(supervisor, ("delete_child", _checked(child_id)))
+
+
+def _checked(child_id: Any) -> Any:
+    error = id_error(child_id)
+    if error is not None:
+        raise error
+    return child_id
 
 
 # -- the supervisor process ------------------------------------------------------------------------
@@ -384,31 +395,16 @@ class _Child:
         self.restarting = False
 
 
-class _TryAgain:
-    """Sent to itself by a supervisor whose restart of ``id`` failed (for ``reason``): retry
-    after the messages already in the mailbox, such as a shutdown request from its parent."""
-
-    __slots__ = ("id", "reason")
-
-    def __init__(self, child_id: Hashable, reason: Any) -> None:
-        self.id = child_id
-        self.reason = reason
-
-
-class _SupervisorServer(GenServer):
-    trap_exit = True
-
-    module: Supervisor
+class _SupervisorServer(SupervisorServer):
     strategy: Strategy
-    intensity: Intensity
     children: dict[Hashable, _Child]  # by id, in start order
     by_pid: dict[Pid, _Child]  # the running ones
 
     async def init(self, arg: tuple[type[Supervisor], Any]) -> Ignore | Stop | None:
         cls, init_arg = arg
-        self.module = cls()
-        self.pid._behaviour = self.module
-        spec = self.module.init(init_arg)
+        module = cls()
+        self.adopt(module)
+        spec = module.init(init_arg)
         if inspect.isawaitable(spec):
             spec = await spec
         if isinstance(spec, Ignore):
@@ -428,14 +424,14 @@ class _SupervisorServer(GenServer):
             return Stop((SHUTDOWN, ("failed_to_start_child", child.spec.id, reason)))
         return None
 
-    @property
-    def label(self) -> str:
-        return describe(self.pid, type(self.module).__qualname__)
-
     # -- requests ------------------------------------------------------------------------------
 
     async def handle_call(self, request: Any, from_: From) -> Any:
         match request:
+            case ("restart_child" | "terminate_child" | "delete_child", child_id) if (
+                error := id_error(child_id)
+            ) is not None:
+                return error  # the client checks too; a hand-made request must not kill us
             case "which_children":
                 return [
                     ChildInfo(c.spec.id, c.pid, c.spec.type, c.spec.restart, c.restarting)
@@ -451,7 +447,7 @@ class _SupervisorServer(GenServer):
                 return await self._terminate_child(child_id)
             case ("delete_child", child_id):
                 return self._delete_child(child_id)
-        return SupervisorError("bad_request", f"{self.label} does not understand {request!r}")
+        return self.bad_request(request)
 
     def _count(self) -> ChildCounts:
         active = supervisors = 0
@@ -464,8 +460,9 @@ class _SupervisorServer(GenServer):
         return ChildCounts(specs, active, supervisors, specs - supervisors)
 
     async def _add_child(self, spec: Any) -> Pid | Exception | None:
-        if not isinstance(spec, ChildSpec):
-            return TypeError(f"start_child needs a ChildSpec, not {spec!r}")
+        error = spec_error(spec)
+        if error is not None:
+            return error
         existing = self.children.get(spec.id)
         if existing is not None:
             if existing.pid is not None:
@@ -517,38 +514,25 @@ class _SupervisorServer(GenServer):
         del self.children[child_id]
         return None
 
-    def handle_cast(self, request: Any) -> None:
-        log.error("%s received an unexpected cast: %r", self.label, request)
-
     # -- children ending -----------------------------------------------------------------------
 
-    async def handle_info(self, message: Any) -> Stop | None:
-        if type(message) is Exit:
-            child = self.by_pid.pop(message.pid, None)
-            if child is None:
-                return None  # a process we no longer (or never) supervised
-            child.pid = None
-            return await self._child_exited(child, message.pid, message.reason)
-        if type(message) is _TryAgain:
-            child = self.children.get(message.id)
-            if child is not None and child.restarting:
-                return await self._restart(child, None, message.reason)
-            return None
-        log.error("%s received an unexpected message: %r", self.label, message)
-        return None
-
-    async def _child_exited(self, child: _Child, pid: Pid, reason: Any) -> Stop | None:
+    async def child_exited(self, pid: Pid, reason: Any) -> Stop | None:
+        child = self.by_pid.pop(pid, None)
+        if child is None:
+            return None  # a process we no longer (or never) supervised
+        child.pid = None
         spec = child.spec
-        if spec.restart == "permanent" or (
-            spec.restart == "transient" and not is_normal_exit(reason)
-        ):
-            report(self.label, "child_terminated", spec, pid, reason)
+        if self.restarts(spec, pid, reason):
             return await self._restart(child, pid, reason)
-        if not is_normal_exit(reason):
-            report(self.label, "child_terminated", spec, pid, reason)
         if spec.restart == "temporary":
             del self.children[spec.id]
         return None
+
+    async def try_again(self, child_id: Hashable, reason: Any) -> Stop | None:
+        child = self.children.get(child_id)
+        if child is not None and child.restarting:
+            return await self._restart(child, None, reason)
+        return None  # stopped, deleted or restarted meanwhile
 
     async def _restart(self, child: _Child, pid: Pid | None, reason: Any) -> Stop | None:
         if not self.intensity.add_restart():
@@ -567,7 +551,7 @@ class _SupervisorServer(GenServer):
         if failed is not None:
             failed_child, failure = failed
             failed_child.restarting = True
-            send(self.pid, _TryAgain(failed_child.spec.id, failure))
+            send(self.pid, TryAgain(failed_child.spec.id, failure))
         return None
 
     # -- starting and stopping -----------------------------------------------------------------

@@ -8,7 +8,8 @@ Its *kind* decides how many rows a key holds:
 ``"ordered_set"``
     A set kept in key order: :meth:`~Table.to_list`, :meth:`~Table.select` and
     :meth:`~Table.first`/:meth:`~Table.next`/:meth:`~Table.last`/:meth:`~Table.prev` walk
-    the keys sorted. Keys must be orderable among themselves.
+    the keys sorted. Keys must be orderable among themselves; NaN, which is not even equal
+    to itself, is refused.
 ``"bag"``
     Many rows per key, but never two identical rows.
 ``"duplicate_bag"``
@@ -310,6 +311,7 @@ class Table:
         Raises:
             TypeError: ``row`` is not a tuple.
             IndexError: ``row`` has no element at ``keypos``.
+            ValueError: in an ordered_set, a key that is not equal to itself (NaN).
             TableError: the caller may not write, or the table is deleted.
         """
         raise NotImplementedError
@@ -661,6 +663,9 @@ class _OrderedSet(_Set):
         data = self._data
         new = [key for key in batch if key not in data]
         if new:
+            for key in new:
+                if key != key:
+                    self._unordered_key(key)
             # A merge of two sorted runs, in O(n); a key that cannot be compared with the
             # others fails here, before anything has changed.
             self._keys = sorted([*self._keys, *new])
@@ -669,8 +674,17 @@ class _OrderedSet(_Set):
     def _put(self, key: Any, row: Row) -> None:
         data = self._data
         if key not in data:
+            if key != key:
+                self._unordered_key(key)
             insort(self._keys, key)
         data[key] = row
+
+    def _unordered_key(self, key: Any) -> NoReturn:
+        # NaN: unequal to itself and to everything, so bisect can neither place it nor find
+        # it again; the sorted keys and the rows would drift apart.
+        raise ValueError(
+            f"{self!r}: {key!r} cannot be an ordered_set key: it is not equal to itself"
+        )
 
     def delete(self, key: Any) -> None:
         if self._writer is not None:
@@ -689,7 +703,27 @@ class _OrderedSet(_Set):
 
     def _forget(self, key: Any) -> None:
         keys = self._keys
-        del keys[bisect_left(keys, key)]
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            del keys[i]
+        else:
+            # Keys that are only partly ordered (frozensets: "<" is "subset of") can throw
+            # bisect off; a scan still finds the key, so the table stays whole.
+            keys.remove(key)
+
+    def select_delete(self, predicate: Callable[[Row], bool]) -> int:
+        if self._writer is not None:
+            self._check_write()
+        data = self._data
+        # Every predicate first, so that one that raises changes nothing; then one pass to
+        # rebuild the sorted keys, not a deletion from the list for each row.
+        keypos = self._keypos
+        doomed = [row[keypos] for row in list(self._rows()) if predicate(row)]
+        if doomed:
+            for key in doomed:
+                data.pop(key, None)
+            self._keys = [key for key in self._keys if key in data]
+        return len(doomed)
 
     def first(self) -> Any:
         if self._reader is not None:

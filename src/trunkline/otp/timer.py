@@ -6,10 +6,10 @@ again and again, :func:`apply_after` calls a function. Each returns a :class:`Ti
 
 As in Erlang:
 
-- A destination given as a pid binds the timer to that process: once it is dead, the timer
-  is as good as cancelled (nothing is delivered, :func:`read_timer` says ``None``). A name is
-  looked up when the timer fires, so the message goes to whoever holds the name then, or
-  nowhere.
+- A destination given as a pid binds the timer to that process: when it dies, the timer is
+  cancelled (nothing is delivered, :func:`read_timer` says ``None``, and the message is let
+  go at once, not kept until the timer was due). A name is looked up when the timer fires,
+  so the message goes to whoever holds the name then, or nowhere.
 - Even with a delay of ``0`` the message is not sent at once: the receiver may get other
   messages first.
 - An interval belongs to the process that starts it and stops when that process ends.
@@ -55,36 +55,48 @@ class TimerRef(Ref):
 
     __slots__ = ("_clock", "_dest", "_due", "_handle", "_interval_s", "_starter")
 
-    def __init__(self, node: Node, delay_s: float, dest: Pid | None) -> None:
+    def __init__(self, node: Node, delay_s: float) -> None:
         super().__init__(node)
         self._clock: Clock = node.clock
         self._due = self._clock.monotonic() + delay_s
-        # The pid whose death cancels the timer; None for names and functions.
-        self._dest = dest
         self._handle: asyncio.TimerHandle | None = None
         self._interval_s: float | None = None
+        # The processes whose end cancels the timer: a pid destination, an interval's
+        # starter. Each holds an exit hook keyed by this ref until the timer is done.
+        self._dest: Pid | None = None
         self._starter: Pid | None = None
 
     def _pending(self) -> bool:
-        if self._handle is None:
+        return self._handle is not None
+
+    def _bind_dest(self, pid: Pid) -> bool:
+        """Cancel this timer when ``pid`` ends; ``False`` if it has ended already."""
+        if not add_exit_hook(pid, self, self._bound_exited):
             return False
-        dest = self._dest
-        if dest is not None and not dest._alive:
-            self._stop()
-            return False
+        self._dest = pid
         return True
+
+    def _bind_starter(self, pid: Pid) -> None:
+        add_exit_hook(pid, self, self._bound_exited)
+        self._starter = pid
 
     def _stop(self) -> None:
         handle = self._handle
         if handle is not None:
             self._handle = None
-            handle.cancel()
+            handle.cancel()  # drops the callback's arguments, and the message with them
+        self._unbind()
+
+    def _unbind(self) -> None:
+        if self._dest is not None:
+            remove_exit_hook(self._dest, self)
+            self._dest = None
         if self._starter is not None:
             remove_exit_hook(self._starter, self)
             self._starter = None
 
-    def _starter_exited(self, pid: Pid, reason: Any) -> None:
-        self._starter = None
+    def _bound_exited(self, pid: Pid, reason: Any) -> None:
+        # The destination or the starter ended (one hook serves both when they are one).
         self._stop()
 
 
@@ -102,7 +114,9 @@ def send_after(delay_s: float, dest: Pid | Via | Hashable, message: Any) -> Time
     """
     _check_delay(delay_s)
     node = current_node()
-    ref = TimerRef(node, delay_s, dest if type(dest) is Pid else None)
+    ref = TimerRef(node, delay_s)
+    if type(dest) is Pid and not ref._bind_dest(dest):
+        return ref  # to a dead process: cancelled before it starts, as in Erlang
     ref._handle = node.clock.call_later(delay_s, _send, ref, dest, message)
     return ref
 
@@ -122,10 +136,11 @@ def send_interval(interval_s: float, dest: Pid | Via | Hashable, message: Any) -
         raise ValueError(f"interval_s must be > 0; got {interval_s!r}")
     starter = self_pid()
     node = starter._node
-    ref = TimerRef(node, interval_s, dest if type(dest) is Pid else None)
+    ref = TimerRef(node, interval_s)
     ref._interval_s = interval_s
-    ref._starter = starter
-    add_exit_hook(starter, ref, ref._starter_exited)
+    if type(dest) is Pid and not ref._bind_dest(dest):
+        return ref  # to a dead process: cancelled before it starts
+    ref._bind_starter(starter)
     ref._handle = node.clock.call_later(interval_s, _tick, ref, dest, message)
     return ref
 
@@ -143,7 +158,7 @@ def apply_after(delay_s: float, fn: Callable[..., object], *args: Any) -> TimerR
     """
     _check_delay(delay_s)
     node = current_node()
-    ref = TimerRef(node, delay_s, None)
+    ref = TimerRef(node, delay_s)
     ref._handle = node.clock.call_later(delay_s, _apply, ref, fn, args)
     return ref
 
@@ -182,12 +197,12 @@ def _send_to(dest: Pid | Via | Hashable, message: Any) -> None:
 
 def _send(ref: TimerRef, dest: Pid | Via | Hashable, message: Any) -> None:
     ref._handle = None
+    if ref._dest is not None:
+        ref._unbind()
     _send_to(dest, message)
 
 
 def _tick(ref: TimerRef, dest: Pid | Via | Hashable, message: Any) -> None:
-    if not ref._pending():
-        return
     assert ref._interval_s is not None
     # The next tick is due one interval after this one was, however late this one runs.
     ref._due += ref._interval_s
