@@ -1,13 +1,17 @@
 """trunkline.otp: processes, links, monitors and the OTP behaviours, on asyncio.
 
-Everything public is importable from here; ``telemetry`` and ``metrics`` are namespaces
-(``otp.telemetry.execute(...)``, ``otp.metrics.counter(...)``). Modules whose names start with an
-underscore are internal.
+Everything public is importable from here. ``telemetry``, ``metrics`` and ``stage`` are also
+namespaces for their functions, whose names are too generic for this one:
+``otp.telemetry.execute(...)``, ``otp.metrics.counter(...)``, ``otp.stage.subscribe(...)``.
+Modules whose names start with an underscore are internal.
 """
 
-from . import metrics, telemetry
+from . import metrics, stage, telemetry
 from .application import Application
 from .clock import Clock, MockClock, SystemClock
+from .consumer_supervisor import ConsumerSupervisor
+from .dispatcher import StageDispatcher
+from .dispatchers import BroadcastDispatcher, DemandDispatcher, PartitionDispatcher
 from .dynamic_supervisor import DynamicSupervisor
 from .exceptions import (
     AlreadyRegistered,
@@ -23,6 +27,7 @@ from .exceptions import (
     NotAProcess,
     OtpError,
     ProcessExit,
+    StageError,
     StartError,
     StartIgnored,
     SupervisorError,
@@ -85,6 +90,18 @@ from .pubsub_adapter import PubSubAdapter
 from .registry import Registry
 from .reporter import Reporter
 from .reporters.memory import DistributionStats, MemoryReporter, SummaryStats
+from .stage import (
+    BUFFER_DISCARD,
+    Cancellation,
+    CancelMode,
+    ConsumerInit,
+    Emit,
+    ProducerConsumerInit,
+    ProducerInit,
+    Stage,
+    Subscription,
+    stage_stream,
+)
 from .supervisor import (
     ChildCounts,
     ChildInfo,
@@ -92,6 +109,7 @@ from .supervisor import (
     ChildType,
     Restart,
     Shutdown,
+    Startable,
     Strategy,
     Supervisor,
     SupervisorSpec,
@@ -108,6 +126,7 @@ from .timer import TimerRef, apply_after, cancel_timer, read_timer, send_after, 
 
 __all__ = [
     "ANY",
+    "BUFFER_DISCARD",
     "END_OF_TABLE",
     "KILL",
     "KILLED",
@@ -117,19 +136,26 @@ __all__ = [
     "AlreadyRegistered",
     "AlreadyStarted",
     "Application",
+    "BroadcastDispatcher",
     "BroadcastError",
     "CallError",
     "CallTimeout",
+    "CancelMode",
+    "Cancellation",
     "ChildCounts",
     "ChildInfo",
     "ChildSpec",
     "ChildType",
     "Clock",
+    "ConsumerInit",
+    "ConsumerSupervisor",
     "Continue",
+    "DemandDispatcher",
     "Dispatcher",
     "DistributionStats",
     "Down",
     "DynamicSupervisor",
+    "Emit",
     "Exit",
     "From",
     "GenServer",
@@ -145,9 +171,12 @@ __all__ = [
     "Node",
     "NotAProcess",
     "OtpError",
+    "PartitionDispatcher",
     "Pid",
     "ProcessExit",
     "ProcessInfo",
+    "ProducerConsumerInit",
+    "ProducerInit",
     "PubSub",
     "PubSubAdapter",
     "Ref",
@@ -156,10 +185,15 @@ __all__ = [
     "Reporter",
     "Restart",
     "Shutdown",
+    "Stage",
+    "StageDispatcher",
+    "StageError",
     "StartError",
     "StartIgnored",
+    "Startable",
     "Stop",
     "Strategy",
+    "Subscription",
     "SummaryStats",
     "Supervisor",
     "SupervisorError",
@@ -204,6 +238,8 @@ __all__ = [
     "spawn",
     "spawn_link",
     "spawn_monitor",
+    "stage",
+    "stage_stream",
     "start_child",
     "start_node",
     "stop",

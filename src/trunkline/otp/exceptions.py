@@ -168,3 +168,15 @@ class InvalidMetric(TelemetryError, ValueError):
 
     The message names the metric, the option, what was expected and what was given.
     """
+
+
+class StageError(OtpError):
+    """Raised by the stage functions when a stage is of the wrong kind for the request.
+
+    ``subscribe`` on a producer (only consumers and producer_consumers subscribe),
+    ``buffered_count`` on a consumer (it has no buffer). ``stage`` is the stage asked.
+    """
+
+    def __init__(self, stage: object, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage

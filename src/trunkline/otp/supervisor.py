@@ -60,7 +60,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from ._child import (
     ChildCounts,
@@ -82,11 +82,8 @@ from ._child import (
     start_supervisor,
 )
 from .exceptions import AlreadyStarted, StartError, SupervisorError
-from .gen_server import From, GenServer, Ignore, Stop, call
+from .gen_server import From, Ignore, Stop, call
 from .process import SHUTDOWN, Pid, Via, send
-
-if TYPE_CHECKING:
-    from .dynamic_supervisor import DynamicSupervisor
 
 __all__ = [
     "ChildCounts",
@@ -95,6 +92,7 @@ __all__ = [
     "ChildType",
     "Restart",
     "Shutdown",
+    "Startable",
     "Strategy",
     "Supervisor",
     "SupervisorSpec",
@@ -245,8 +243,15 @@ class Supervisor(SupervisorBehaviour):
         return await start_supervisor(_SupervisorServer, cls.__qualname__, (cls, arg), name, link)
 
 
+class Startable(Protocol):
+    """What :func:`child_spec` needs of a class: GenServer, Stage, Supervisor and their kin."""
+
+    @classmethod
+    def start_link(cls, arg: Any = ..., /, *, name: Any = ...) -> Awaitable[Pid]: ...
+
+
 def child_spec(
-    server: type[GenServer] | type[Supervisor] | type[DynamicSupervisor],
+    server: type[Startable],
     arg: Any = None,
     *,
     id: Hashable | None = None,
@@ -258,7 +263,8 @@ def child_spec(
     """A :class:`ChildSpec` that starts ``server.start_link(arg, name=name)``.
 
     Args:
-        server: a GenServer, Supervisor or DynamicSupervisor class.
+        server: a GenServer, Stage, Supervisor or DynamicSupervisor class (anything with a
+            ``start_link(arg, name=...)`` class method).
         arg: passed to its ``init`` (for a plain Supervisor, the children; for a
             DynamicSupervisor, a mapping of its options).
         id: the child id; default: the class itself.
@@ -279,8 +285,7 @@ def child_spec(
         start = functools.partial(server.start_link, arg)
     else:
         start = functools.partial(server.start_link, arg, name=name)
-    # mypy takes a class's __hash__ for the unbound method, so type[...] is not "Hashable".
-    child_id: Hashable = server if id is None else id  # type: ignore[assignment]
+    child_id: Hashable = server if id is None else id
     return ChildSpec(child_id, start, restart, shutdown, type)
 
 
