@@ -67,6 +67,7 @@ __all__ = [
     "capture",
     "detach",
     "execute",
+    "has_handlers",
     "list_handlers",
     "span",
 ]
@@ -260,6 +261,14 @@ def _check_function(function: object) -> None:
 
 
 # -- executing events --------------------------------------------------------------------------
+
+
+def has_handlers(event: Event) -> bool:
+    """Whether any handler is attached to ``event``: one dict lookup.
+
+    For hot paths that would build measurements or metadata only to have nobody read them.
+    """
+    return event in _by_event
 
 
 def execute(

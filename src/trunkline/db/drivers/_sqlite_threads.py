@@ -1,0 +1,270 @@
+"""What runs on the SQLite driver's threads: the connections, the work, the types.
+
+A job is ``(future, function, statement, args)``. The thread runs
+``function(connection, statement.text, args)`` and hands the outcome to the event loop with
+``loop.call_soon_threadsafe``: ``resolve(future, result)`` or ``reject(job, error)``. The
+callbacks run on the loop, where the driver maps errors and schedules the next job.
+
+Types: integers, floats, text, blobs and NULL are SQLite's own. Columns declared ``BOOLEAN``
+read back as ``bool``; ``datetime`` values are stored as ISO-8601 text in UTC with
+microseconds (naive ones taken as UTC), and columns declared ``TIMESTAMPTZ`` (or
+``TIMESTAMP``) read back as aware ``datetime``\\ s. This registers a ``datetime`` adapter and
+those three converters with the ``sqlite3`` module, which keeps them process-wide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from queue import SimpleQueue
+from typing import Any, TypeAlias
+
+from ..query import Statement
+
+__all__ = [
+    "Job",
+    "SQLiteRow",
+    "begin",
+    "commit",
+    "execute",
+    "execute_many",
+    "fetch",
+    "fetch_one",
+    "fetch_val",
+    "open_connection",
+    "plain",
+    "resolve",
+    "rollback",
+    "script",
+    "serve",
+    "split_script",
+]
+
+Work: TypeAlias = Callable[[sqlite3.Connection, str, Any], Any]
+Job: TypeAlias = tuple["asyncio.Future[Any]", Work, Statement, Any]
+Reject: TypeAlias = Callable[[Job, BaseException], None]
+Resolve: TypeAlias = Callable[["asyncio.Future[Any]", Any], None]
+
+
+# -- types -------------------------------------------------------------------------------------
+
+
+def _adapt_datetime(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    # Fixed width, UTC: text order is time order, so indexes and comparisons work.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _convert_timestamp(raw: bytes) -> datetime:
+    value = datetime.fromisoformat(raw.decode())
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _convert_boolean(raw: bytes) -> bool:
+    return raw not in (b"0", b"0.0", b"")
+
+
+sqlite3.register_adapter(datetime, _adapt_datetime)
+sqlite3.register_converter("TIMESTAMPTZ", _convert_timestamp)
+sqlite3.register_converter("TIMESTAMP", _convert_timestamp)
+sqlite3.register_converter("BOOLEAN", _convert_boolean)
+
+
+class SQLiteRow(sqlite3.Row):
+    """``sqlite3.Row``, also read by attribute, compared like a tuple; see ``db.row``."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except IndexError:
+            raise AttributeError(f"row has no column {name!r}") from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except IndexError:
+            return default
+
+    def values(self) -> list[Any]:
+        return list(self)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return list(zip(self.keys(), self, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, sqlite3.Row):
+            return super().__eq__(other)
+        if isinstance(other, tuple):
+            return tuple(self) == other
+        return NotImplemented
+
+    __hash__ = sqlite3.Row.__hash__
+
+    def __repr__(self) -> str:
+        columns = " ".join(f"{key}={value!r}" for key, value in self.items())
+        return f"<Row {columns}>"
+
+
+def open_connection(
+    path: str, busy_timeout_s: float, synchronous: str, writer: bool
+) -> sqlite3.Connection:
+    """A connection set up for the driver: autocommit (transactions are begun explicitly),
+    declared types converted, WAL (set by the writer), foreign keys enforced as PostgreSQL
+    does, and read-only unless ``writer``."""
+    connection = sqlite3.connect(
+        path,
+        timeout=busy_timeout_s,
+        isolation_level=None,
+        detect_types=sqlite3.PARSE_DECLTYPES,
+        cached_statements=512,
+    )
+    try:
+        connection.row_factory = SQLiteRow
+        if writer:
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute("PRAGMA foreign_keys=ON")
+        if not writer:
+            connection.execute("PRAGMA query_only=ON")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+# -- the work ----------------------------------------------------------------------------------
+
+
+def execute(connection: sqlite3.Connection, sql: str, args: Any) -> int:
+    before = connection.total_changes
+    count = connection.execute(sql, args).rowcount
+    if count < 0:
+        # sqlite3 counts only statements that start with INSERT, UPDATE, DELETE or REPLACE;
+        # for the rest (WITH ... INSERT, DDL) the total tells.
+        count = connection.total_changes - before
+    return count
+
+
+def execute_many(connection: sqlite3.Connection, sql: str, args: Any) -> None:
+    if connection.in_transaction:
+        connection.executemany(sql, args)
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.executemany(sql, args)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def fetch(connection: sqlite3.Connection, sql: str, args: Any) -> list[Any]:
+    return connection.execute(sql, args).fetchall()
+
+
+def fetch_one(connection: sqlite3.Connection, sql: str, args: Any) -> Any:
+    return connection.execute(sql, args).fetchone()
+
+
+def fetch_val(connection: sqlite3.Connection, sql: str, args: Any) -> Any:
+    row = connection.execute(sql, args).fetchone()
+    return None if row is None else row[0]
+
+
+def plain(connection: sqlite3.Connection, sql: str, args: Any) -> None:
+    connection.execute(sql)
+
+
+begin = plain
+
+
+def commit(connection: sqlite3.Connection, sql: str, args: Any) -> None:
+    try:
+        connection.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT (a deferred constraint, a full disk) leaves the transaction open;
+        # the writer must come back clean whatever happens.
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def rollback(connection: sqlite3.Connection, sql: str, args: Any) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
+def script(connection: sqlite3.Connection, sql: str, args: Any) -> None:
+    # Not executescript(): it commits the open transaction first, and a migration must run
+    # inside its own.
+    for statement in split_script(sql):
+        connection.execute(statement)
+
+
+def split_script(sql: str) -> Iterator[str]:
+    """The complete statements of a ``;``-separated script, as SQLite parses them (so a
+    ``;`` inside a string, a comment or a trigger body does not split)."""
+    start = 0
+    for end, char in enumerate(sql):
+        if char == ";" and sqlite3.complete_statement(sql[start : end + 1]):
+            statement = sql[start : end + 1].strip()
+            if statement != ";":
+                yield statement
+            start = end + 1
+    rest = sql[start:].strip()
+    if rest:
+        yield rest
+
+
+# -- the threads -------------------------------------------------------------------------------
+
+
+def serve(
+    jobs: SimpleQueue[Job | None],
+    connect: Callable[[], sqlite3.Connection],
+    loop: asyncio.AbstractEventLoop,
+    ready: asyncio.Future[None],
+    exited: asyncio.Future[None],
+    on_result: Resolve,
+    on_error: Reject,
+) -> None:
+    """A worker thread's life: open a connection, run jobs until ``None``, close it."""
+    post = loop.call_soon_threadsafe
+    try:
+        connection = connect()
+    except BaseException as error:
+        post(_fail, ready, error)
+        post(resolve, exited, None)
+        return
+    post(resolve, ready, None)
+    get = jobs.get
+    try:
+        while (job := get()) is not None:
+            try:
+                result = job[1](connection, job[2].text, job[3])
+            except BaseException as error:
+                post(on_error, job, error)
+            else:
+                post(on_result, job[0], result)
+    except RuntimeError:
+        pass  # the loop is closed: nobody is waiting any more
+    finally:
+        connection.close()
+        with contextlib.suppress(RuntimeError):
+            post(resolve, exited, None)
+
+
+def resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
