@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ from stage_helpers import Backlog, Recorder, events_of, push, settle
 from trunkline import otp
 from trunkline.otp.dispatcher import StageDispatcher
 from trunkline.otp.dispatchers import BroadcastDispatcher, DemandDispatcher, PartitionDispatcher
-from trunkline.otp.stage import Subscription, buffered_count, subscribe
+from trunkline.otp.stage import ProducerInit, Stage, Subscription, buffered_count, subscribe
 
 
 async def manual(producer: otp.Pid, **options: Any) -> tuple[otp.Pid, Subscription]:
@@ -302,3 +303,34 @@ async def test_a_dispatcher_of_ones_own() -> None:
     await settle()
     assert await events_of(old) == []
     assert await events_of(new) == [0, 1, 2, 3]
+
+
+class _SlowCounter(Stage):
+    """A producer whose handle_demand awaits (a database fetch, say), then gives what was asked."""
+
+    def init(self, arg: Any) -> ProducerInit:
+        self.next = 0
+        return ProducerInit()
+
+    async def handle_demand(self, demand: int) -> list[int]:
+        await asyncio.sleep(1)
+        events = list(range(self.next, self.next + demand))
+        self.next += demand
+        return events
+
+
+async def test_demand_of_a_consumer_that_dies_mid_fetch_is_not_counted_twice() -> None:
+    producer = await _SlowCounter.start()
+    a = await Recorder.start()
+    b = await Recorder.start()
+    sub_a = await subscribe(a, to=producer, manual=True, max_demand=10, cancel="temporary")
+    sub_b = await subscribe(b, to=producer, manual=True, max_demand=10, cancel="temporary")
+    await otp.call(a, ("ask", sub_a, 10))
+    await asyncio.sleep(0.5)  # the producer is inside handle_demand(10) for A
+    await otp.call(b, ("ask", sub_b, 10))  # B's ask waits at the producer...
+    otp.exit(a, otp.KILL)  # ...and A's Down comes after it
+    await settle()
+    assert len(await events_of(b)) == 10
+    await otp.call(b, ("ask", sub_b, 10))
+    await settle()
+    assert len(await events_of(b)) == 20  # an endless producer owes B all it asked for

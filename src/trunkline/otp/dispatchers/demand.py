@@ -83,12 +83,19 @@ class DemandDispatcher(StageDispatcher):
             demands.sort(key=_by_demand, reverse=True)  # stable: only ties stay shuffled
         while length:
             entry = None
-            for i, candidate in enumerate(demands):
-                if candidate[0] == 0:
-                    break  # ordered: nobody after this one has demand either
+            i = 0
+            # Ordered by demand: once one has none, nobody after it has any either.
+            while i < len(demands) and demands[i][0]:
+                candidate = demands[i]
                 if candidate[1].consumer._alive:
                     entry = demands.pop(i)
                     break
+                # Dead, its Down not handled yet: what the producer was asked for it is owed
+                # to nobody now. Count it as pending at once, or a live consumer's next ask
+                # would be met from the buffer and again cancelled by it when the Down comes.
+                self._pending += candidate[0]
+                candidate[0] = 0
+                demands.append(demands.pop(i))
             if entry is None:
                 break
             counter, subscription = entry
