@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import itertools
 import traceback
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from trunkline.otp import Clock, telemetry
 
@@ -40,6 +40,10 @@ _STOP = (*QUERY_EVENT, "stop")
 _EXCEPTION = (*QUERY_EVENT, "exception")
 
 _span_ids = itertools.count(1)
+_T = TypeVar("_T")
+
+# Bound once: three of these run before every statement, to skip the span when nobody listens.
+_has_handlers = telemetry.has_handlers
 
 
 class Queryable:
@@ -63,6 +67,10 @@ class Queryable:
     def _failed(self, error: BaseException) -> None:
         """A statement failed with ``error``."""
 
+    # Each method is one frame of its own when nobody listens to the span (three dict
+    # lookups tell): the statement from the cache, the driver's awaitable awaited. When
+    # somebody listens, _span wraps the same call.
+
     async def execute(self, query: Query | str, *args: Any) -> int:
         """Run a statement.
 
@@ -80,14 +88,13 @@ class Queryable:
         """
         statement = self._statements.get(query) or statement_for(query, self._dialect)
         runner = self._runner()
-        start_s, metadata = self._start(statement.name, "execute")
+        if _has_handlers(_START) or _has_handlers(_STOP) or _has_handlers(_EXCEPTION):
+            return await self._span(runner.execute, statement, args, "execute", _changed)
         try:
-            count = await runner.execute(statement, args)
+            return await runner.execute(statement, args)
         except BaseException as error:
-            self._stop_with(error, start_s, metadata)
+            self._failed(error)
             raise
-        self._stop(start_s, metadata, count)
-        return count
 
     async def execute_many(self, query: Query | str, args: Iterable[Sequence[Any]]) -> None:
         """Run a statement once for each tuple of arguments, in one round trip, all or nothing
@@ -99,13 +106,14 @@ class Queryable:
         statement = self._statements.get(query) or statement_for(query, self._dialect)
         runner = self._runner()
         args = args if isinstance(args, list | tuple) else list(args)
-        start_s, metadata = self._start(statement.name, "execute_many")
+        if _has_handlers(_START) or _has_handlers(_STOP) or _has_handlers(_EXCEPTION):
+            await self._span(runner.execute_many, statement, args, "execute_many", _tuples)
+            return
         try:
             await runner.execute_many(statement, args)
         except BaseException as error:
-            self._stop_with(error, start_s, metadata)
+            self._failed(error)
             raise
-        self._stop(start_s, metadata, len(args))
 
     async def fetch(self, query: Query | str, *args: Any) -> list[Row]:
         """Every row the statement returns.
@@ -115,14 +123,13 @@ class Queryable:
         """
         statement = self._statements.get(query) or statement_for(query, self._dialect)
         runner = self._runner()
-        start_s, metadata = self._start(statement.name, "fetch")
+        if _has_handlers(_START) or _has_handlers(_STOP) or _has_handlers(_EXCEPTION):
+            return await self._span(runner.fetch, statement, args, "fetch", _rows)
         try:
-            rows = await runner.fetch(statement, args)
+            return await runner.fetch(statement, args)
         except BaseException as error:
-            self._stop_with(error, start_s, metadata)
+            self._failed(error)
             raise
-        self._stop(start_s, metadata, len(rows))
-        return rows
 
     async def fetch_one(self, query: Query | str, *args: Any) -> Row | None:
         """The first row the statement returns, or ``None`` if it returns none.
@@ -132,14 +139,13 @@ class Queryable:
         """
         statement = self._statements.get(query) or statement_for(query, self._dialect)
         runner = self._runner()
-        start_s, metadata = self._start(statement.name, "fetch_one")
+        if _has_handlers(_START) or _has_handlers(_STOP) or _has_handlers(_EXCEPTION):
+            return await self._span(runner.fetch_one, statement, args, "fetch_one", _row)
         try:
-            row = await runner.fetch_one(statement, args)
+            return await runner.fetch_one(statement, args)
         except BaseException as error:
-            self._stop_with(error, start_s, metadata)
+            self._failed(error)
             raise
-        self._stop(start_s, metadata, 0 if row is None else 1)
-        return row
 
     async def fetch_val(self, query: Query | str, *args: Any) -> Any:
         """The first column of the first row, or ``None`` if there is no row.
@@ -149,30 +155,32 @@ class Queryable:
         """
         statement = self._statements.get(query) or statement_for(query, self._dialect)
         runner = self._runner()
-        start_s, metadata = self._start(statement.name, "fetch_val")
+        if _has_handlers(_START) or _has_handlers(_STOP) or _has_handlers(_EXCEPTION):
+            return await self._span(runner.fetch_val, statement, args, "fetch_val", _value)
         try:
-            value = await runner.fetch_val(statement, args)
+            return await runner.fetch_val(statement, args)
         except BaseException as error:
-            self._stop_with(error, start_s, metadata)
+            self._failed(error)
             raise
-        self._stop(start_s, metadata, 1)
-        return value
 
     # -- telemetry: the shape of telemetry.span, written out, as it runs for every statement --
 
-    def _start(self, name: str, method: str) -> tuple[float, dict[str, Any] | None]:
-        if not (
-            telemetry.has_handlers(_START)
-            or telemetry.has_handlers(_STOP)
-            or telemetry.has_handlers(_EXCEPTION)
-        ):
-            return 0.0, None  # nobody listens: no clock reads, no metadata
+    async def _span(
+        self,
+        run: Callable[[Statement, Any], Awaitable[_T]],
+        statement: Statement,
+        args: Any,
+        method: str,
+        rows: Callable[[_T, Any], int],
+    ) -> _T:
+        """``run(statement, args)`` inside the statement's span; ``rows(result, args)`` is
+        the ``rows`` measurement of its stop event."""
         timing = self._timing
         start_s = timing.monotonic()
         if start_s >= timing.refresh_at_s:
             timing.refresh(start_s)
         metadata = {
-            "statement": name,
+            "statement": statement.name,
             "driver": self._driver_name,
             "method": method,
             "telemetry_span_context": next(_span_ids),
@@ -180,33 +188,52 @@ class Queryable:
         telemetry.execute(
             _START, {"monotonic_time": start_s, "system_time": start_s + timing.offset_s}, metadata
         )
-        return start_s, metadata
-
-    def _stop(self, start_s: float, metadata: dict[str, Any] | None, rows: int) -> None:
-        if metadata is None:
-            return
-        end_s = self._timing.monotonic()
+        try:
+            result = await run(statement, args)
+        except BaseException as error:
+            self._failed(error)
+            end_s = timing.monotonic()
+            telemetry.execute(
+                _EXCEPTION,
+                {"duration": end_s - start_s, "monotonic_time": end_s},
+                {
+                    **metadata,
+                    "kind": "error" if isinstance(error, Exception) else "exit",
+                    "reason": error,
+                    "stacktrace": traceback.extract_tb(error.__traceback__),
+                },
+            )
+            raise
+        end_s = timing.monotonic()
         telemetry.execute(
-            _STOP, {"duration": end_s - start_s, "monotonic_time": end_s, "rows": rows}, metadata
+            _STOP,
+            {"duration": end_s - start_s, "monotonic_time": end_s, "rows": rows(result, args)},
+            metadata,
         )
+        return result
 
-    def _stop_with(
-        self, error: BaseException, start_s: float, metadata: dict[str, Any] | None
-    ) -> None:
-        self._failed(error)
-        if metadata is None:
-            return
-        end_s = self._timing.monotonic()
-        telemetry.execute(
-            _EXCEPTION,
-            {"duration": end_s - start_s, "monotonic_time": end_s},
-            {
-                **metadata,
-                "kind": "error" if isinstance(error, Exception) else "exit",
-                "reason": error,
-                "stacktrace": traceback.extract_tb(error.__traceback__),
-            },
-        )
+
+# The ``rows`` measurement of each method's stop event, from its result and arguments.
+
+
+def _changed(count: int, args: Any) -> int:
+    return count
+
+
+def _tuples(result: None, args: Sequence[Any]) -> int:
+    return len(args)
+
+
+def _rows(rows: list[Row], args: Any) -> int:
+    return len(rows)
+
+
+def _row(row: Row | None, args: Any) -> int:
+    return 0 if row is None else 1
+
+
+def _value(value: Any, args: Any) -> int:
+    return 1
 
 
 class Timing:

@@ -81,20 +81,22 @@ def _fail(job: Job, error: BaseException) -> None:
 class _Reader:
     """A reader thread's queue, and what the loop does when the thread finishes a job."""
 
-    __slots__ = ("driver", "jobs")
+    __slots__ = ("backlog", "driver", "idle", "jobs")
 
     def __init__(self, driver: SQLiteDriver) -> None:
         self.driver = driver
         self.jobs: SimpleQueue[Job | None] = SimpleQueue()
+        # The driver's, held here too: on_result runs once per read.
+        self.idle = driver._idle_readers
+        self.backlog = driver._backlog
 
     def on_result(self, future: asyncio.Future[Any], result: Any) -> None:
         if not future.done():
             future.set_result(result)
-        driver = self.driver
-        if driver._backlog:
-            driver._reader_free(self)
+        if self.backlog:
+            self.driver._reader_free(self)
         else:
-            driver._idle_readers.append(self)
+            self.idle.append(self)
 
     def on_error(self, job: Job, error: BaseException) -> None:
         driver = self.driver
@@ -131,9 +133,9 @@ class SQLiteDriver(Driver):
         # wake the thread that has slept longest, about 4 us more per read). When every
         # reader is busy, reads wait in the backlog.
         count = 0 if url.path == ":memory:" else url.options["readers"]
-        self._readers = [_Reader(self) for _ in range(count)]
         self._idle_readers: list[_Reader] = []
         self._backlog: deque[Job] = deque()
+        self._readers = [_Reader(self) for _ in range(count)]
         # Threads outlive a Database dropped without close(): this wakes them up to exit.
         self._finalizer = weakref.finalize(
             self, _stop_threads, [self._writer, *(reader.jobs for reader in self._readers)]
@@ -192,36 +194,40 @@ class SQLiteDriver(Driver):
     # Each returns the job's future: one await per statement, and no coroutine of our own.
 
     def execute(self, statement: Statement, args: tuple[Any, ...]) -> asyncio.Future[int]:
-        return self._submit(work.execute, statement, args)
+        return self._submit(work.execute, statement, args, statement.readonly)
 
     def execute_many(
         self, statement: Statement, args: Iterable[Sequence[Any]]
     ) -> asyncio.Future[None]:
-        return self._submit(work.execute_many, statement, args, write=True)
+        return self._submit(work.execute_many, statement, args, False)
 
     def fetch(self, statement: Statement, args: tuple[Any, ...]) -> asyncio.Future[list[Row]]:
-        return self._submit(work.fetch, statement, args)
+        return self._submit(work.fetch, statement, args, statement.readonly)
 
     def fetch_one(self, statement: Statement, args: tuple[Any, ...]) -> asyncio.Future[Row | None]:
-        return self._submit(work.fetch_one, statement, args)
+        return self._submit(work.fetch_one, statement, args, statement.readonly)
 
     def fetch_val(self, statement: Statement, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        return self._submit(work.fetch_val, statement, args)
+        return self._submit(work.fetch_val, statement, args, statement.readonly)
 
     def _submit(
-        self, function: Work, statement: Statement, args: Any, write: bool = False
+        self, function: Work, statement: Statement, args: Any, read: bool
     ) -> asyncio.Future[Any]:
+        """Queue a job: on a reader when it is a ``read`` and there are readers, else on the
+        writer (through the gate while a transaction holds it)."""
         if self._closed:
             raise DatabaseClosed(f"{self._url.target} is closed")
         future = self._loop.create_future()
         job = (future, function, statement, args)
-        if statement.readonly and not write and self._readers:
+        if read and self._readers:
             if self._idle_readers:
                 self._idle_readers.pop().jobs.put(job)
             else:
                 self._backlog.append(job)
-        else:
+        elif self._holding:
             self._submit_write(job)
+        else:
+            self._writer.put(job)
         return future
 
     def _reader_free(self, reader: _Reader) -> None:
