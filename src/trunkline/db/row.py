@@ -12,6 +12,11 @@ row is read by position, by column name, or as an attribute::
 
 Attribute access works for every column whose name is not one of the row's methods
 (``keys``, ``values``, ``items``, ``get``): read those with ``row["keys"]``.
+
+A column that is not there: ``row.get(name)`` returns the default, ``row.name`` raises
+``AttributeError``, and ``row[name]`` raises ``LookupError`` - a ``KeyError`` on PostgreSQL, an
+``IndexError`` on SQLite, whose row is ``sqlite3.Row`` read in C (raising ``KeyError`` there
+would put a Python call on every read, tripling its cost). Catch ``LookupError``, or use ``get``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ __all__ = ["Row"]
 class Row(Protocol):
     """A row of a result, read by position, column name or attribute; see the module."""
 
-    def __getitem__(self, key: int | str, /) -> Any: ...
+    def __getitem__(self, key: int | str, /) -> Any:
+        """The value at a position or of a column; ``LookupError`` when there is none."""
+        ...
 
     def __getattr__(self, name: str, /) -> Any: ...
 

@@ -6,9 +6,10 @@ A job is ``(future, function, statement, args)``. The thread runs
 callbacks run on the loop, where the driver maps errors and schedules the next job.
 
 Types: integers, floats, text, blobs and NULL are SQLite's own. Columns declared ``BOOLEAN``
-read back as ``bool``; ``datetime`` values are stored as ISO-8601 text in UTC with
-microseconds (naive ones taken as UTC), and columns declared ``TIMESTAMPTZ`` (or
-``TIMESTAMP``) read back as aware ``datetime``\\ s. This registers a ``datetime`` adapter and
+read back as ``bool``; ``datetime`` values are stored as text in UTC in SQLite's own format,
+``YYYY-MM-DD HH:MM:SS[.ffffff]`` (naive ones taken as UTC), so they compare in time order with
+``CURRENT_TIMESTAMP`` and ``datetime('now')``, and columns declared ``TIMESTAMPTZ`` (or
+``TIMESTAMP``) read back as aware ``datetime``\\ s in UTC. This registers a ``datetime`` adapter and
 those three converters with the ``sqlite3`` module, which keeps them process-wide.
 """
 
@@ -53,13 +54,16 @@ Resolve: TypeAlias = Callable[["asyncio.Future[Any]", Any], None]
 
 
 def _adapt_datetime(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    # Fixed width, UTC: text order is time order, so indexes and comparisons work.
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    # SQLite's own format, 'YYYY-MM-DD HH:MM:SS' (CURRENT_TIMESTAMP, datetime('now')), in UTC,
+    # with '.ffffff' when there are microseconds: text order is time order, also against
+    # SQLite's own timestamps, and a whole second is the very text CURRENT_TIMESTAMP writes.
+    return value.isoformat(" ")
 
 
 def _convert_timestamp(raw: bytes) -> datetime:
+    # Also reads SQLite's own timestamps and the earlier 'YYYY-MM-DDTHH:MM:SS.ffffff+00:00'.
     value = datetime.fromisoformat(raw.decode())
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 

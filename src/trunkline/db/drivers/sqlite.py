@@ -261,6 +261,12 @@ class SQLiteDriver(Driver):
         try:
             await session._submit(work.begin, _BEGIN, ())
         except BaseException:
+            # Cancelled while it waited, the BEGIN still runs on the writer thread: undo it
+            # before anything let in after us (the queue is FIFO; a no-op if it did not run).
+            if not self._closed:
+                undo: asyncio.Future[None] = self._loop.create_future()
+                undo.add_done_callback(_retrieve)
+                self._writer.put((undo, work.rollback, _ROLLBACK, ()))
             self._let_go_of_writer()
             raise
         return session
@@ -318,6 +324,12 @@ class SQLiteDriver(Driver):
                 future.set_exception(DatabaseClosed(f"{self._url.target} is closed"))
         self._finalizer()
         await asyncio.gather(*self._exits)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Read the outcome of a job nobody awaits, so that a failure is not reported as lost."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _stop_threads(queues: list[SimpleQueue[Job | None]]) -> None:
@@ -391,12 +403,22 @@ class SQLiteSession(Session):
         raise TransactionError(f"no savepoint {name!r}")
 
     async def commit(self) -> None:
+        driver = self._driver
+        notifications, hub = self._notifications, driver._hub
+
+        def publish(future: asyncio.Future[None]) -> None:
+            # Once queued, the COMMIT runs whether or not this task still waits for it: its
+            # notifications go with its outcome, not with the waiter.
+            if not future.cancelled() and future.exception() is None:
+                hub.publish_all(notifications)
+
         try:
-            await self._submit(work.commit, _COMMIT, ())
+            committed = self._submit(work.commit, _COMMIT, ())
+            committed.add_done_callback(publish)
+            await asyncio.shield(committed)
         finally:
             # Anything queued from here runs after the COMMIT (or ROLLBACK) in the queue.
-            self._driver._let_go_of_writer()
-        self._driver._hub.publish_all(self._notifications)
+            driver._let_go_of_writer()
 
     async def rollback(self) -> None:
         self._notifications.clear()
