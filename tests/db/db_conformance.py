@@ -139,6 +139,15 @@ class DatabaseConformance:
             assert await database.execute("DELETE FROM kv WHERE id = $1", 99) == 0
             assert await database.execute("DELETE FROM kv") == 2
 
+    async def test_execute_counts_nothing_for_statements_that_change_no_rows(self) -> None:
+        async with self.database(KV) as database:
+            await database.execute("INSERT INTO kv (id, v) VALUES (1, 'a'), (2, 'b')")
+            assert await database.execute("SELECT id FROM kv") == 0
+            assert await database.execute("CREATE TABLE kv_copy AS SELECT id FROM kv") == 0
+            async with database.transaction() as tx:
+                assert await tx.execute("SELECT id FROM kv") == 0
+                assert await tx.execute("UPDATE kv SET v = $1", "c") == 2
+
     async def test_fetch_variants(self) -> None:
         async with self.database(KV) as database:
             assert await database.fetch("SELECT id FROM kv") == []
@@ -487,6 +496,20 @@ class DatabaseConformance:
                 await third.get()
             await database.notify("b", "after")
             assert await next_note(second) == ("b", "after")
+
+    async def test_a_channel_named_twice_is_delivered_once(self) -> None:
+        async with self.database() as database:
+            subscription = await database.listen("twice", "twice")
+            assert subscription.channels == ("twice",)
+            await database.notify("twice", "1")
+            await database.notify("twice", "2")
+            assert await next_note(subscription) == ("twice", "1")
+            assert await next_note(subscription) == ("twice", "2")
+            await subscription.close()
+            assert len(subscription) == 0
+            again = await database.listen("twice")
+            await database.notify("twice", "3")
+            assert await next_note(again) == ("twice", "3")
 
     async def test_subscriptions_end_when_the_database_closes(self) -> None:
         async with self.database() as database:

@@ -110,6 +110,34 @@ async def test_a_failed_listen_leaves_nothing_behind() -> None:
     assert driver.calls == [("listen", "good"), ("unlisten", "good")]
 
 
+async def test_a_channel_named_twice_is_one_channel() -> None:
+    driver = Recorder()
+    hub = Hub(driver)
+    subscription = await hub.subscribe(("a", "b", "a"))
+    assert subscription.channels == ("a", "b")
+    hub.publish("a", "once")
+    assert [subscription.get_nowait(), subscription.get_nowait()] == [("a", "once"), None]
+    await subscription.close()
+    assert hub.channels == []
+    assert driver.calls == [("listen", "a"), ("listen", "b"), ("unlisten", "a"), ("unlisten", "b")]
+
+
+async def test_a_failed_unlisten_does_not_keep_the_other_channels_listened_to() -> None:
+    class Failing(Recorder):
+        async def unlisten(self, channel: str) -> None:
+            await super().unlisten(channel)
+            if channel == "a":
+                raise ConnectionError("no")
+
+    driver = Failing()
+    hub = Hub(driver)
+    subscription = await hub.subscribe(("a", "b"))
+    with pytest.raises(ConnectionError):
+        await subscription.close()
+    assert driver.calls[2:] == [("unlisten", "a"), ("unlisten", "b")]
+    assert hub.channels == []
+
+
 @pytest.mark.parametrize(
     ("channel", "error"),
     [(None, TypeError), ("", ValueError), ("x" * 64, ValueError), ("é" * 32, ValueError)],

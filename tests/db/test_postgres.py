@@ -2,76 +2,44 @@
 PostgreSQL's own: lost connections and reconnecting, the LISTEN connection coming back, an
 unreachable server.
 
-The server is ``$TRUNKLINE_TEST_POSTGRES_URL`` (default
-``postgresql://postgres@127.0.0.1:5432/test``; ``scripts/test`` starts it). When it cannot be
-reached these tests are skipped, naming it, except under ``CI=true``, where they fail. Each
-test works in a schema of its own, created and dropped around it.
+The server, and how a test gets a schema of its own on it, are in ``tests/pg.py``: when it
+cannot be reached these tests are skipped, naming it, except under ``CI=true``, where they
+fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from db_conformance import KV, WAIT_S, DatabaseConformance
 
+from pg import (
+    POSTGRES_URL,
+    SERVER,
+    Proxy,
+    eventually,
+    postgres_schema,
+    require_postgres,
+    terminate,
+    through_port,
+)
 from trunkline import db
-from trunkline.db.url import DatabaseURL
+from trunkline.db.query import Statement
 from trunkline.otp import MockClock
 from trunkline.otp.testing import wait_until
-
-POSTGRES_URL = os.environ.get(
-    "TRUNKLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-SERVER = DatabaseURL.parse(POSTGRES_URL)
 
 
 @pytest.fixture(autouse=True)
 def postgres_server() -> None:
-    try:
-        socket.create_connection((SERVER.host, SERVER.port), timeout=2).close()
-    except OSError as error:
-        message = (
-            f"PostgreSQL is not reachable at {SERVER.host}:{SERVER.port} ({error}); "
-            "scripts/test starts it, or set TRUNKLINE_TEST_POSTGRES_URL"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def with_options(url: str, **options: object) -> str:
-    query = "&".join(f"{name}={value}" for name, value in options.items())
-    return f"{url}{'&' if '?' in url else '?'}{query}"
-
-
-@asynccontextmanager
-async def postgres_schema(
-    count: int = 1, url: str = POSTGRES_URL, **options: object
-) -> AsyncIterator[Sequence[db.Database]]:
-    """``count`` databases working in a new schema, dropped afterwards."""
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    databases: list[db.Database] = []
-    try:
-        for _ in range(count):
-            databases.append(await db.connect(with_options(url, search_path=schema, **options)))
-        yield databases
-    finally:
-        for database in databases:
-            await database.close()
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
+    require_postgres()
 
 
 @pytest.mark.real_clock
@@ -80,29 +48,6 @@ class TestPostgres(DatabaseConformance):
     async def databases(self, count: int) -> AsyncIterator[Sequence[db.Database]]:
         async with postgres_schema(count) as databases:
             yield databases
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait (really) for the server to show ``check``; it acts on its own time."""
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
-
-
-async def terminate(pid: int) -> None:
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-
-        async def gone() -> bool:
-            found = await admin.fetchval("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid)
-            return found is None
-
-        await eventually(gone, f"backend {pid} gone")
-    finally:
-        await admin.close()
 
 
 @pytest.mark.real_clock
@@ -188,47 +133,6 @@ async def test_a_refusal_is_not_retried() -> None:
         await db.connect(f"postgres://postgres@{SERVER.host}:{SERVER.port}/no_such_database_here")
 
 
-class Proxy:
-    """A TCP proxy to the server that a test can take down and bring back, on one port."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._streams: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for stream in self._streams:
-            stream.transport.abort()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._streams.clear()
-
-    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        up_reader, up_writer = await asyncio.open_connection(SERVER.host, SERVER.port)
-        self._streams |= {writer, up_writer}
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
-
 @pytest.fixture
 def clock() -> MockClock:
     # Backoff on virtual time; real replies from the server come well within the threshold.
@@ -263,15 +167,6 @@ def retry_pauses(caplog: pytest.LogCaptureFixture) -> list[float]:
     return [float(match.group(1)) for match in found if match]
 
 
-def through_port(port: int) -> str:
-    """The test server's URL, but reaching it through ``127.0.0.1:port``."""
-    parts = urlsplit(POSTGRES_URL)
-    user, _, _ = parts.netloc.rpartition("@")
-    return urlunsplit(
-        parts._replace(netloc=f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}")
-    )
-
-
 async def test_reconnecting_gives_up_after_the_reconnect_timeout(clock: MockClock) -> None:
     proxy = Proxy()
     await proxy.start()
@@ -283,3 +178,194 @@ async def test_reconnecting_gives_up_after_the_reconnect_timeout(clock: MockCloc
         with pytest.raises(db.CannotConnect, match=f"127.0.0.1:{proxy.port}"):
             await database.fetch_val("SELECT 1")
         assert 3 <= clock.monotonic() - started <= 5
+
+
+# -- interrupted transactions, timeouts, connections dead without a word ------------------
+
+
+@pytest.mark.real_clock
+async def test_a_cancelled_begin_never_hands_a_connection_on_inside_a_transaction() -> None:
+    async with postgres_schema(max_size=1) as [database]:
+        await database.execute(KV)
+        schema = await database.fetch_val("SELECT current_schema()")
+        other = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": schema})
+        try:
+            for attempt in range(20):
+                task = asyncio.create_task(database.transaction().__aenter__())
+                for _ in range(attempt % 4):  # cancelled before, or while BEGIN is on its way
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    tx = await task
+                except asyncio.CancelledError:
+                    pass
+                else:
+                    await tx.__aexit__(None, None, None)
+                # The next statement, on the same connection, commits on its own.
+                await database.execute("INSERT INTO kv (id, v) VALUES ($1, $2)", attempt, "a")
+                assert await other.fetchval("SELECT count(*) FROM kv") == attempt + 1
+        finally:
+            await other.close()
+
+
+@pytest.mark.real_clock
+async def test_a_cancelled_commit_leaves_no_connection_in_a_transaction() -> None:
+    application = f"cancel_{uuid.uuid4().hex[:8]}"
+    async with postgres_schema(max_size=2, application_name=application) as [database]:
+        await database.execute(KV)
+        for i in range(10):
+            leaving = asyncio.Event()
+
+            async def write(i: int, leaving: asyncio.Event) -> None:
+                async with database.transaction() as tx:
+                    await tx.execute("INSERT INTO kv (id, v) VALUES ($1, $2)", i, "tx")
+                    leaving.set()  # the COMMIT is next
+
+            task = asyncio.create_task(write(i, leaving))
+            await leaving.wait()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert await database.execute("INSERT INTO kv (id, v) VALUES (100, 'a')") == 1
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+
+            async def none_left_in_a_transaction() -> bool:
+                left = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+                    application,
+                )
+                return bool(left == 0)
+
+            await eventually(none_left_in_a_transaction, "no connection idle in a transaction")
+        finally:
+            await admin.close()
+
+
+@pytest.mark.real_clock
+async def test_a_statement_unanswered_within_the_command_timeout_drops_its_connection() -> None:
+    async with postgres_schema(max_size=1, command_timeout_s=0.2) as [database]:
+        before = await database.fetch_val("SELECT pg_backend_pid()")
+        with pytest.raises(db.ConnectionLost, match="no answer within command_timeout_s") as caught:
+            await database.fetch_val(db.Query("test.sleep", "SELECT pg_sleep(30)"))
+        assert caught.value.statement == "test.sleep"
+        assert isinstance(caught.value.__cause__, TimeoutError)
+        assert await database.fetch_val("SELECT pg_backend_pid()") != before
+        with pytest.raises(db.ConnectionLost):
+            async with database.transaction() as tx:
+                await tx.fetch_val("SELECT pg_sleep(30)")
+        assert await database.fetch_val("SELECT 1") == 1
+
+
+@pytest.mark.real_clock
+async def test_migration_scripts_are_not_held_to_the_command_timeout() -> None:
+    # The script as migrate runs it, without migrate's lock: that one is the whole server's,
+    # and other test runs' migrations may hold it for longer than this timeout.
+    script = Statement(
+        "migration test v1", "SELECT pg_sleep(0.5); CREATE TABLE built (id BIGINT)", False
+    )
+    async with postgres_schema(command_timeout_s=0.1) as [database]:
+        async with database.transaction() as tx:
+            await tx._run_script(script)
+        assert await database.fetch_val("SELECT count(*) FROM built") == 0
+
+
+@pytest.mark.real_clock
+async def test_a_password_in_the_query_string_is_masked_in_the_databases_repr() -> None:
+    async with postgres_schema(password="hunter2") as [database]:
+        assert "hunter2" not in repr(database)
+        assert "password=***" in repr(database)
+
+
+@pytest.mark.real_clock
+async def test_a_select_through_execute_changes_no_rows() -> None:
+    async with postgres_schema() as [database]:
+        assert await database.execute("SELECT * FROM generate_series(1, 5)") == 0
+        assert (
+            await database.execute("CREATE TABLE t AS SELECT * FROM generate_series(1, 5) AS n")
+            == 0
+        )
+        assert (
+            await database.execute(
+                "MERGE INTO t USING (SELECT 1 AS n) s ON t.n = s.n WHEN MATCHED THEN DELETE"
+            )
+            == 1
+        )
+
+
+class SilencingProxy(Proxy):
+    """A proxy that can make the links open through it go silent: bytes still go in, nothing
+    comes out, and nobody hangs up, as when a NAT table or a failover forgets a connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._silenced: set[asyncio.StreamWriter] = set()
+
+    def silence(self) -> None:
+        """Silence every link open now; new links work."""
+        self._silenced |= self._writers
+
+    async def _pipe(  # type: ignore[override]
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._writers.add(writer)
+        while data := await reader.read(65536):
+            if writer not in self._silenced:
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+
+async def test_a_pool_connection_gone_silent_is_dropped_after_the_command_timeout(
+    clock: MockClock,
+) -> None:
+    proxy = SilencingProxy()
+    await proxy.start()
+    url = through_port(proxy.port)
+    try:
+        async with postgres_schema(url=url, max_size=1, command_timeout_s=30) as [database]:
+            assert await database.fetch_val("SELECT 1") == 1
+            proxy.silence()
+            started = clock.monotonic()
+            with pytest.raises(db.ConnectionLost):
+                await database.fetch_val("SELECT 2")
+            assert clock.monotonic() - started == pytest.approx(30, abs=0.5)
+            assert await database.fetch_val("SELECT 3") == 3  # on a new connection
+    finally:
+        await proxy.stop()
+
+
+async def test_a_listen_connection_gone_silent_is_replaced_and_listens_again(
+    clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = f"silent_{uuid.uuid4().hex[:8]}"
+    proxy = SilencingProxy()
+    await proxy.start()
+    url = through_port(proxy.port)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        async with (
+            postgres_schema(url=url, health_check_interval_s=5) as [database],
+            database.listen(channel) as subscription,
+        ):
+            proxy.silence()
+            await admin.execute("SELECT pg_notify($1, $2)", channel, "lost")
+            await asyncio.sleep(2 * 5 + 1)  # the next check, and its time to answer
+            assert "looks dead (no answer to SELECT 1 within 5s)" in caplog.text
+
+            first: list[db.Notification] = []
+
+            async def delivered() -> bool:
+                await admin.execute("SELECT pg_notify($1, $2)", channel, "after")
+                try:
+                    first.append(await asyncio.wait_for(subscription.get(), 0.05))
+                except TimeoutError:
+                    return False
+                return True
+
+            await eventually(delivered, "notifications delivered again")
+            assert first == [(channel, "after")]  # and not "lost": that went to the dead one
+    finally:
+        await admin.close()
+        await proxy.stop()

@@ -46,6 +46,26 @@ def test_postgresql(scheme: str) -> None:
     assert url.target == "PostgreSQL at db.internal:6543/chat"
 
 
+def test_postgresql_options_have_defaults_and_are_checked() -> None:
+    url = DatabaseURL.parse("postgresql://u@h/db?command_timeout_s=2.5")
+    assert url.options == {
+        "min_size": 1,
+        "max_size": 10,
+        "connect_timeout_s": 10.0,
+        "reconnect_timeout_s": 10.0,
+        "command_timeout_s": 2.5,
+        "health_check_interval_s": 15.0,
+    }
+    assert (
+        DatabaseURL.parse("postgresql://u@h/db?command_timeout_s=0").options["command_timeout_s"]
+        is None
+    )  # no timeout
+    with pytest.raises(InvalidURL, match="health_check_interval_s='0'"):
+        DatabaseURL.parse("postgresql://u@h/db?health_check_interval_s=0")
+    with pytest.raises(InvalidURL, match="expected a number of seconds > 0, or 0 for none"):
+        DatabaseURL.parse("postgresql://u@h/db?command_timeout_s=-1")
+
+
 def test_postgresql_defaults_as_libpq() -> None:
     url = DatabaseURL.parse("postgresql://ada@/")
     assert (url.host, url.port, url.database) == ("localhost", 5432, "ada")
@@ -84,3 +104,27 @@ def test_mask_password() -> None:
     assert mask_password("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
     assert mask_password("postgresql://u@h/db") == "postgresql://u@h/db"
     assert mask_password("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_passwords_given_as_query_parameters_are_masked_but_reach_asyncpg() -> None:
+    text = "postgresql://u@h/db?password=hunter2&sslmode=require&sslpassword=s3same"
+    url = DatabaseURL.parse(text)
+    assert str(url) == "postgresql://u@h/db?password=***&sslmode=require&sslpassword=***"
+    assert "hunter2" not in repr(url)
+    assert url.dsn == text
+    with pytest.raises(InvalidURL) as caught:
+        DatabaseURL.parse("postgresql://u:pw1@h/db?Password=hunter2&max_size=zero")
+    assert "hunter2" not in str(caught.value)
+    assert "pw1" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sqlite:///x.db",
+        "postgresql:///db?sslmode=disable",
+        "postgresql://u@h/db?application_name=pass%77ord&x=1#password=kept",
+    ],
+)
+def test_a_url_without_a_password_is_shown_as_written(text: str) -> None:
+    assert mask_password(text) == text

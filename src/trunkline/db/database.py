@@ -82,7 +82,8 @@ class Database(Queryable):
         the subscription at the end) or ``await`` it.
 
         Listening has begun when it returns: every notification committed after that is
-        delivered. Returns a :class:`~trunkline.db.Subscription`.
+        delivered, once per subscription however often its channel is named. Returns a
+        :class:`~trunkline.db.Subscription`.
 
         Raises:
             TypeError, ValueError: no channel, or a bad one (see :meth:`notify`).
@@ -236,8 +237,11 @@ def connect(url: str = DEFAULT_URL) -> _Connect:
 
     Options in the query string: SQLite ``readers`` (reader connections, 4),
     ``busy_timeout_s`` (5), ``synchronous`` (``full``); PostgreSQL ``min_size`` (1),
-    ``max_size`` (10), ``connect_timeout_s`` (10), ``reconnect_timeout_s`` (10); other
-    PostgreSQL parameters go to asyncpg and the server (``?search_path=app``).
+    ``max_size`` (10), ``connect_timeout_s`` (10), ``reconnect_timeout_s`` (10),
+    ``command_timeout_s`` (60: a statement with no answer by then fails with
+    ``ConnectionLost``; 0: none), ``health_check_interval_s`` (15: how often the listening
+    connection is checked); other PostgreSQL parameters go to asyncpg and the server
+    (``?search_path=app``). See docs/database.md.
 
     Raises:
         InvalidURL: at once, for a URL it cannot use (its message masks the password).

@@ -78,7 +78,9 @@ class CannotConnect(DatabaseError):
 
 class ConnectionLost(DatabaseError):
     """Raised by a statement whose connection dropped while it ran (the server restarted,
-    the backend was terminated, the network failed).
+    the backend was terminated, the network failed), or, on PostgreSQL, that got no answer
+    within ``command_timeout_s`` (the connection may be dead without a word); and by
+    ``listen`` when the listening connection dropped while the ``LISTEN`` was on its way.
 
     The statement may or may not have taken effect: it is not replayed. The connection is
     dropped and the next use opens a new one (with backoff, see :class:`CannotConnect`).

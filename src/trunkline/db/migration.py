@@ -63,7 +63,7 @@ _CREATE = Query(
         PRIMARY KEY (component, version)
     )""",
 )
-_LOCK = Query("db.migrations.lock", "SELECT pg_advisory_xact_lock($1)")
+_LOCK_SCRIPT = Statement("db.migrations.lock", f"SELECT pg_advisory_xact_lock({_LOCK_KEY})", False)
 _APPLIED = Query(
     "db.migrations.applied",
     f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE} WHERE component = $1",
@@ -227,8 +227,10 @@ async def _apply(database: Database, component: str, migration: Migration) -> bo
 
 async def _lock(tx: Transaction) -> None:
     # SQLite needs nothing more: the transaction holds the one writer (BEGIN IMMEDIATE).
+    # On PostgreSQL the wait for another node's migrations may be long: it runs as a script,
+    # which command_timeout_s does not limit.
     if tx.dialect == "postgresql":
-        await tx.execute(_LOCK, _LOCK_KEY)
+        await tx._run_script(_LOCK_SCRIPT)
 
 
 def _check_plan(components: Mapping[str, Sequence[Migration]]) -> dict[str, list[Migration]]:

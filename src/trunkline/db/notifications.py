@@ -178,8 +178,10 @@ class Hub:
             self.publish(channel, payload)
 
     async def subscribe(self, channels: tuple[str, ...]) -> Subscription:
-        """A subscription to ``channels``, listening once this returns."""
-        subscription = Subscription(self, channels)
+        """A subscription to ``channels``, listening once this returns. A channel named
+        twice is one channel: each notification on it is delivered once."""
+        subscription = Subscription(self, tuple(dict.fromkeys(channels)))
+        channels = subscription.channels
         async with self._lock:
             added: list[str] = []
             try:
@@ -200,8 +202,14 @@ class Hub:
     async def unsubscribe(self, subscription: Subscription) -> None:
         subscription._close()
         async with self._lock:
+            failure: Exception | None = None
             for channel in self._remove(subscription):
-                await self.listening.unlisten(channel)
+                try:
+                    await self.listening.unlisten(channel)
+                except Exception as error:  # the other channels are unlistened all the same
+                    failure = failure or error
+            if failure is not None:
+                raise failure
 
     def close_all(self) -> None:
         """Close every subscription (the database is closing); no unlistening."""

@@ -9,7 +9,9 @@
 
 Options go in the query string and are checked here, at start-up, by name. Query parameters
 of a PostgreSQL URL that are not the layer's own go to asyncpg, which passes unknown ones to
-the server as settings (``?search_path=app&application_name=worker``).
+the server as settings (``?search_path=app&application_name=worker``). Passwords are masked
+wherever the URL is shown: the user info's, and the ``password`` and ``sslpassword``
+parameters.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from .exceptions import InvalidURL
 
@@ -54,6 +56,14 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _seconds_or_none(text: str) -> float | None:
+    """a number of seconds > 0, or 0 for none"""
+    value = float(text)
+    if not value >= 0:
+        raise ValueError
+    return value or None
+
+
 def _synchronous(text: str) -> str:
     """one of off, normal, full, extra"""
     value = text.lower()
@@ -75,6 +85,8 @@ _OPTIONS: dict[Dialect, dict[str, tuple[Callable[[str], Any], Any]]] = {
         "max_size": (_count(1), 10),
         "connect_timeout_s": (_seconds, 10.0),
         "reconnect_timeout_s": (_seconds, 10.0),
+        "command_timeout_s": (_seconds_or_none, 60.0),
+        "health_check_interval_s": (_seconds, 15.0),
     },
 }
 
@@ -85,7 +97,8 @@ class DatabaseURL:
 
     Attributes:
         dialect: ``"sqlite"`` or ``"postgresql"``.
-        masked: the URL with its password replaced by ``***``, for messages and logs.
+        masked: the URL with its passwords replaced by ``***`` (see :func:`mask_password`),
+            for messages and logs.
         path: the SQLite file (``":memory:"`` for an in-memory database); ``None`` for
             PostgreSQL.
         host, port, database: where PostgreSQL is (defaults ``localhost``, ``5432``, and
@@ -183,14 +196,33 @@ class DatabaseURL:
         return self.masked
 
 
+# Query parameters that libpq and asyncpg read as secrets.
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def mask_password(url: str) -> str:
-    """``url`` with the password of its user info, if any, replaced by ``***``."""
+    """``url`` with every password in it replaced by ``***``: the user info's, and the
+    ``password`` and ``sslpassword`` query parameters. The rest is left as written."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+    # Edited as text, where urlsplit found the parts: urlunsplit would rewrite the rest
+    # (sqlite:///x.db comes back as sqlite:/x.db).
+    rest, hash_mark, fragment = url.partition("#")
+    base, question_mark, query = rest.partition("?")
+    if password is not None:
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        base = base.replace(parts.netloc, f"{user}:***@{hostinfo}", 1)
+    if query:
+        query = "&".join(map(_mask_parameter, query.split("&")))
+    return base + question_mark + query + hash_mark + fragment
+
+
+def _mask_parameter(parameter: str) -> str:
+    name, equals, _ = parameter.partition("=")
+    if equals and unquote_plus(name).lower() in _SECRET_PARAMETERS:
+        return f"{name}=***"
+    return parameter

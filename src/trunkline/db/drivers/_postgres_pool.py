@@ -2,9 +2,9 @@
 
 Idle connections wait in a deque (the most recently used is taken first: its caches are
 warm), so taking and giving back are a pop and an append, with no await when one is idle. A
-connection that died, or that comes back still in a transaction (a cancelled ``COMMIT``), is
-dropped; the next taker opens a new one, retrying with exponential backoff on the node's
-clock for up to ``reconnect_timeout_s``.
+connection that died, that comes back still in a transaction, or whose ``BEGIN``, ``COMMIT``
+or ``ROLLBACK`` was interrupted (:meth:`Pool.discard`) is dropped; the next taker opens a new
+one, retrying with exponential backoff on the node's clock for up to ``reconnect_timeout_s``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ from trunkline.otp import current_node
 
 from ..exceptions import CannotConnect, DatabaseClosed
 
-__all__ = ["FIRST_DELAY_S", "MAX_DELAY_S", "TRANSIENT", "Pool", "next_delay", "sleep"]
+__all__ = [
+    "CLOSE_TIMEOUT_S",
+    "FIRST_DELAY_S",
+    "LOST",
+    "MAX_DELAY_S",
+    "TRANSIENT",
+    "Pool",
+    "next_delay",
+    "sleep",
+]
 
 log = logging.getLogger("trunkline.db")
 
@@ -35,7 +44,20 @@ TRANSIENT = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.PostgresConnectionError,
 )
+# A statement's connection went away under it (TimeoutError, an OSError, included: a
+# connection that does not answer within command_timeout_s is taken for dead).
+LOST = (
+    OSError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,  # the backend was terminated, or the server is stopping
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
 FIRST_DELAY_S = 0.05
+# Closing says goodbye and waits for the server to hang up; a connection dead without a word
+# never would, so it is cut after this.
+CLOSE_TIMEOUT_S = 2.0
 MAX_DELAY_S = 2.0
 
 
@@ -134,14 +156,29 @@ class Pool:
                 return connection
 
     def give_back(self, connection: Any) -> None:
+        """Return a connection taken from the pool, to the next waiter or the idle ones.
+
+        One that is dead, or still in a transaction, is dropped instead. Only a connection
+        whose last statement has answered may come back: until then asyncpg does not know
+        whether it is in a transaction (see :meth:`discard`).
+        """
         if self._closed or connection.is_closed() or connection.is_in_transaction():
-            # Dead, or interrupted in a transaction (a cancelled COMMIT): not reusable.
-            if not connection.is_closed():
-                connection.terminate()
-            self._size -= 1
-            self._hand_over(None)
-            return
-        self._hand_over(connection)
+            self.discard(connection)
+        else:
+            self._hand_over(connection)
+
+    def discard(self, connection: Any) -> None:
+        """Drop a connection taken from the pool for good, and let the next taker open
+        another in its place.
+
+        For a connection whose state is unknown: a ``BEGIN``, ``COMMIT`` or ``ROLLBACK``
+        cancelled or lost before its answer came may still take effect on the server, after
+        the next taker has started on the connection.
+        """
+        if not connection.is_closed():
+            connection.terminate()
+        self._size -= 1
+        self._hand_over(None)
 
     def _hand_over(self, connection: Any) -> None:
         waiters = self._waiters
@@ -177,4 +214,7 @@ class Pool:
                 waiter.set_exception(DatabaseClosed(f"{self._target} is closed"))
         idle, self._idle = list(self._idle), deque()
         self._size -= len(idle)
-        await asyncio.gather(*(connection.close() for connection in idle), return_exceptions=True)
+        await asyncio.gather(
+            *(connection.close(timeout=CLOSE_TIMEOUT_S) for connection in idle),
+            return_exceptions=True,
+        )

@@ -10,24 +10,27 @@
 - A **lost connection** is noticed by asyncpg and dropped from the pool; the next use opens a
   new one, retrying with exponential backoff on the node's clock for up to
   ``reconnect_timeout_s`` before it gives up with ``CannotConnect``. The statement that was
-  running when the connection dropped fails with ``ConnectionLost`` and is not replayed.
+  running when the connection dropped fails with ``ConnectionLost`` and is not replayed. A
+  statement that gets no answer within ``command_timeout_s`` is taken for one on a dead
+  connection: it fails the same way and its connection is dropped. Migration scripts have no
+  timeout: an index build may take its time.
+- A connection whose ``BEGIN``, ``COMMIT`` or ``ROLLBACK`` was cancelled (or lost) before it
+  answered is dropped, never given back: the server may still be about to run it.
 - **Notifications** go through one more, dedicated connection, opened at the first
-  ``listen``; when it drops, it is re-established (with backoff, for as long as it takes) and
+  ``listen`` and checked every ``health_check_interval_s`` (``_postgres_listener``); when it
+  drops, or fails a check, it is re-established (with backoff, for as long as it takes) and
   every channel is listened to again. Notifications sent in between are lost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
 from ..driver import Driver, Session
 from ..exceptions import (
-    CannotConnect,
     ConnectionLost,
     IntegrityError,
     QueryError,
@@ -38,23 +41,12 @@ from ..notifications import Hub
 from ..query import POSTGRESQL, Statement
 from ..row import Row
 from ..url import DatabaseURL
-from ._postgres_pool import FIRST_DELAY_S, Pool, next_delay, sleep
+from ._postgres_listener import Listener
+from ._postgres_pool import LOST, Pool
 
 __all__ = ["PostgresDriver", "PostgresRecord"]
 
-log = logging.getLogger("trunkline.db")
-
 NAME = "postgresql"
-
-# A statement's connection went away under it.
-_LOST = (
-    OSError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.AdminShutdownError,  # the backend was terminated, or the server is stopping
-    asyncpg.CrashShutdownError,
-    asyncpg.CannotConnectNowError,
-)
 
 
 class PostgresRecord(asyncpg.Record):  # type: ignore[misc]
@@ -73,6 +65,13 @@ class PostgresRecord(asyncpg.Record):  # type: ignore[misc]
 
 
 def _error(error: Exception, statement: Statement, connection: Any) -> Exception:
+    if isinstance(error, TimeoutError):
+        # No answer within command_timeout_s: the server is slow, or the connection is dead
+        # without a word. Either way it cannot be trusted with the next statement.
+        connection.terminate()
+        return ConnectionLost(
+            statement.name, NAME, TimeoutError("no answer within command_timeout_s")
+        )
     if isinstance(error, asyncpg.UniqueViolationError):
         return UniqueViolation(
             statement.name, NAME, str(error), error.sqlstate, error.constraint_name
@@ -81,91 +80,19 @@ def _error(error: Exception, statement: Statement, connection: Any) -> Exception
         return IntegrityError(
             statement.name, NAME, str(error), error.sqlstate, error.constraint_name
         )
-    if isinstance(error, _LOST) or connection.is_closed():
+    if isinstance(error, LOST) or connection.is_closed():
         return ConnectionLost(statement.name, NAME, error)
     return QueryError(statement.name, NAME, str(error), getattr(error, "sqlstate", None))
 
 
+# The command tags that count rows changed: "INSERT 0 3", "UPDATE 2", "DELETE 0", "MERGE 1".
+# The others count rows returned, moved or copied ("SELECT 5", "FETCH 5", "COPY 7"; also the
+# tag of CREATE TABLE AS) or nothing ("CREATE TABLE"), and make 0, as on SQLite.
+_CHANGED = ("INSERT ", "UPDATE ", "DELETE ", "MERGE ")
+
+
 def _rows(status: str) -> int:
-    # "INSERT 0 3", "UPDATE 2", "DELETE 0", "SELECT 5"; "CREATE TABLE" changed nothing.
-    _, _, last = status.rpartition(" ")
-    return int(last) if last.isdigit() else 0
-
-
-class _Listener:
-    """The connection that LISTENs, re-established whenever it drops."""
-
-    def __init__(self, connect: Callable[[], Awaitable[Any]], hub: Hub, target: str) -> None:
-        self._connect = connect
-        self._hub = hub
-        self._target = target
-        self._connection: Any = None
-        self._channels: set[str] = set()
-        self._reconnecting: asyncio.Task[None] | None = None
-        self._closed = False
-
-    async def listen(self, channel: str) -> None:
-        if self._reconnecting is not None and not self._reconnecting.done():
-            self._channels.add(channel)  # listened to as soon as the connection is back
-            return
-        if self._connection is None:
-            try:
-                self._connection = await self._connect()
-            except Exception as error:
-                raise CannotConnect(self._target, error) from error
-            self._connection.add_termination_listener(self._on_terminated)
-        self._channels.add(channel)
-        await self._connection.add_listener(channel, self._on_notification)
-
-    async def unlisten(self, channel: str) -> None:
-        self._channels.discard(channel)
-        connection = self._connection
-        if connection is not None and not connection.is_closed():
-            await connection.remove_listener(channel, self._on_notification)
-
-    def _on_notification(self, connection: Any, pid: int, channel: str, payload: str) -> None:
-        self._hub.publish(channel, payload)
-
-    def _on_terminated(self, connection: Any) -> None:
-        if self._closed or connection is not self._connection:
-            return
-        log.warning("lost the LISTEN connection to %s; re-establishing it", self._target)
-        self._connection = None
-        self._reconnecting = asyncio.get_running_loop().create_task(self._reestablish())
-
-    async def _reestablish(self) -> None:
-        delay_s = FIRST_DELAY_S
-        while not self._closed:
-            try:
-                connection = await self._connect()
-                for channel in list(self._channels):
-                    await connection.add_listener(channel, self._on_notification)
-            except Exception as error:
-                log.warning(
-                    "cannot re-establish LISTEN on %s (%s); retrying in %.2fs",
-                    self._target,
-                    error,
-                    delay_s,
-                )
-                await sleep(delay_s)
-                delay_s = next_delay(delay_s)
-                continue
-            if self._closed:
-                await connection.close()
-                return
-            self._connection = connection
-            connection.add_termination_listener(self._on_terminated)
-            log.info("LISTEN on %s re-established", self._target)
-            return
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
-            await asyncio.gather(self._reconnecting, return_exceptions=True)
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await asyncio.gather(connection.close(), return_exceptions=True)
+    return int(status[status.rindex(" ") + 1 :]) if status.startswith(_CHANGED) else 0
 
 
 class PostgresDriver(Driver):
@@ -179,10 +106,13 @@ class PostgresDriver(Driver):
         self._url = url
         self._min_size: int = options["min_size"]
         self._connect_timeout_s: float = options["connect_timeout_s"]
+        self._timeout_s: float | None = options["command_timeout_s"]
         self._pool = Pool(
             self._connect, url.target, options["max_size"], options["reconnect_timeout_s"]
         )
-        self._listener = _Listener(self._connect, hub, url.target)
+        self._listener = Listener(
+            self._connect, hub, url.target, options["health_check_interval_s"]
+        )
 
     async def _connect(self) -> Any:
         return await asyncpg.connect(
@@ -200,7 +130,7 @@ class PostgresDriver(Driver):
         if connection is None:
             connection = await pool.acquire()
         try:
-            return _rows(await connection.execute(statement.text, *args))
+            return _rows(await connection.execute(statement.text, *args, timeout=self._timeout_s))
         except Exception as error:
             raise _error(error, statement, connection) from error
         finally:
@@ -212,7 +142,8 @@ class PostgresDriver(Driver):
         if connection is None:
             connection = await pool.acquire()
         try:
-            await connection.executemany(statement.text, args)  # atomic since asyncpg 0.22
+            # Atomic since asyncpg 0.22.
+            await connection.executemany(statement.text, args, timeout=self._timeout_s)
         except Exception as error:
             raise _error(error, statement, connection) from error
         finally:
@@ -224,7 +155,7 @@ class PostgresDriver(Driver):
         if connection is None:
             connection = await pool.acquire()
         try:
-            rows: list[Row] = await connection.fetch(statement.text, *args)
+            rows: list[Row] = await connection.fetch(statement.text, *args, timeout=self._timeout_s)
             return rows
         except Exception as error:
             raise _error(error, statement, connection) from error
@@ -237,7 +168,9 @@ class PostgresDriver(Driver):
         if connection is None:
             connection = await pool.acquire()
         try:
-            row: Row | None = await connection.fetchrow(statement.text, *args)
+            row: Row | None = await connection.fetchrow(
+                statement.text, *args, timeout=self._timeout_s
+            )
             return row
         except Exception as error:
             raise _error(error, statement, connection) from error
@@ -250,7 +183,7 @@ class PostgresDriver(Driver):
         if connection is None:
             connection = await pool.acquire()
         try:
-            return await connection.fetchval(statement.text, *args)
+            return await connection.fetchval(statement.text, *args, timeout=self._timeout_s)
         except Exception as error:
             raise _error(error, statement, connection) from error
         finally:
@@ -259,12 +192,15 @@ class PostgresDriver(Driver):
     # -- transactions --
 
     async def begin(self) -> PostgresSession:
-        connection = await self._pool.acquire()
-        session = PostgresSession(self._pool, connection)
+        pool = self._pool
+        connection = await pool.acquire()
+        session = PostgresSession(pool, connection, self._timeout_s)
         try:
             await session._plain(_BEGIN)
         except BaseException:
-            self._pool.give_back(connection)
+            # Cancelled (or lost) before the answer came: asyncpg does not know yet whether
+            # the server is in a transaction, and the next taker would find out too late.
+            pool.discard(connection)
             raise
         return session
 
@@ -293,51 +229,62 @@ _NOTIFY = Statement("notify", "SELECT pg_notify($1, $2)", False)
 class PostgresSession(Session):
     """A transaction on one connection of the pool, which it keeps until commit or rollback."""
 
-    def __init__(self, pool: Pool, connection: Any) -> None:
+    def __init__(self, pool: Pool, connection: Any, timeout_s: float | None) -> None:
         self._pool = pool
         self._connection = connection
+        self._timeout_s = timeout_s
 
-    async def _plain(self, statement: Statement) -> str:
+    async def _plain(self, statement: Statement, *, timed: bool = True) -> str:
         try:
-            status: str = await self._connection.execute(statement.text)
+            status: str = await self._connection.execute(
+                statement.text, timeout=self._timeout_s if timed else None
+            )
             return status
         except Exception as error:
             raise _error(error, statement, self._connection) from error
 
     async def execute(self, statement: Statement, args: tuple[Any, ...]) -> int:
         try:
-            return _rows(await self._connection.execute(statement.text, *args))
+            return _rows(
+                await self._connection.execute(statement.text, *args, timeout=self._timeout_s)
+            )
         except Exception as error:
             raise _error(error, statement, self._connection) from error
 
     async def execute_many(self, statement: Statement, args: Iterable[Sequence[Any]]) -> None:
         try:
-            await self._connection.executemany(statement.text, args)
+            await self._connection.executemany(statement.text, args, timeout=self._timeout_s)
         except Exception as error:
             raise _error(error, statement, self._connection) from error
 
     async def fetch(self, statement: Statement, args: tuple[Any, ...]) -> list[Row]:
         try:
-            rows: list[Row] = await self._connection.fetch(statement.text, *args)
+            rows: list[Row] = await self._connection.fetch(
+                statement.text, *args, timeout=self._timeout_s
+            )
             return rows
         except Exception as error:
             raise _error(error, statement, self._connection) from error
 
     async def fetch_one(self, statement: Statement, args: tuple[Any, ...]) -> Row | None:
         try:
-            row: Row | None = await self._connection.fetchrow(statement.text, *args)
+            row: Row | None = await self._connection.fetchrow(
+                statement.text, *args, timeout=self._timeout_s
+            )
             return row
         except Exception as error:
             raise _error(error, statement, self._connection) from error
 
     async def fetch_val(self, statement: Statement, args: tuple[Any, ...]) -> Any:
         try:
-            return await self._connection.fetchval(statement.text, *args)
+            return await self._connection.fetchval(statement.text, *args, timeout=self._timeout_s)
         except Exception as error:
             raise _error(error, statement, self._connection) from error
 
     async def run_script(self, statement: Statement) -> None:
-        await self._plain(statement)  # no arguments: the simple protocol, several statements
+        # No arguments: the simple protocol, several statements. No timeout: a migration may
+        # build an index on a large table.
+        await self._plain(statement, timed=False)
 
     async def savepoint(self, name: str) -> None:
         await self._plain(Statement("savepoint", f"SAVEPOINT {name}", False))
@@ -350,18 +297,28 @@ class PostgresSession(Session):
         await self._plain(Statement("rollback to savepoint", sql, False))
 
     async def commit(self) -> None:
-        try:
-            status = await self._plain(_COMMIT)
-        finally:
-            self._pool.give_back(self._connection)
+        status = await self._end(_COMMIT)
         if status == "ROLLBACK":  # PostgreSQL's answer to COMMIT in a failed transaction
             raise TransactionAborted("the transaction had failed and was rolled back")
 
     async def rollback(self) -> None:
+        if self._connection.is_closed():  # the server rolled back as the connection went
+            self._pool.discard(self._connection)
+            return
+        await self._end(_ROLLBACK)
+
+    async def _end(self, statement: Statement) -> str:
+        pool, connection = self._pool, self._connection
         try:
-            await self._plain(_ROLLBACK)
-        finally:
-            self._pool.give_back(self._connection)
+            status = await self._plain(statement)
+        except QueryError:
+            pool.give_back(connection)  # the server answered (a deferred constraint failed)
+            raise
+        except BaseException:
+            pool.discard(connection)  # cancelled or lost: it may not have run yet
+            raise
+        pool.give_back(connection)
+        return status
 
     async def notify(self, channel: str, payload: str) -> None:
         await self.execute(_NOTIFY, (channel, payload))
