@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
 
+from .gen_server import _Tag
 from .process import Pid, Ref
 
 __all__ = [
@@ -42,16 +43,6 @@ __all__ = [
 CancelMode: TypeAlias = Literal["permanent", "transient", "temporary"]
 
 _CANCEL_MODES = ("permanent", "transient", "temporary")
-
-
-class _Tag:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
 
 
 SUBSCRIBE = _Tag("$stage_subscribe")
