@@ -1,0 +1,88 @@
+"""Outcomes on their way to the database, in batches: one statement per kind of outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from trunkline import db
+
+from .engine import Engine
+from .execution import Outcome
+
+__all__ = ["Acks"]
+
+
+class Acks:
+    """Outcomes waiting to be written, by kind: one statement per kind that has some."""
+
+    __slots__ = ("cancelled", "completed", "discarded", "retryable", "snoozed")
+
+    def __init__(self) -> None:
+        self.completed: list[int] = []
+        self.retryable: list[Outcome] = []
+        self.discarded: list[tuple[int, str]] = []
+        self.cancelled: list[tuple[int, str]] = []
+        self.snoozed: list[Outcome] = []
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.completed or self.retryable or self.discarded or self.cancelled or self.snoozed
+        )
+
+    def add(self, outcome: Outcome) -> None:
+        kind = outcome.kind
+        if kind == "completed":
+            self.completed.append(outcome.job.id)
+        elif kind == "retryable":
+            self.retryable.append(outcome)
+        elif kind == "discarded":
+            assert outcome.error is not None
+            self.discarded.append((outcome.job.id, outcome.error))
+        elif kind == "cancelled":
+            assert outcome.error is not None
+            self.cancelled.append((outcome.job.id, outcome.error))
+        else:
+            self.snoozed.append(outcome)
+
+    async def write(self, engine: Engine, database: db.Database, now: datetime) -> bool:
+        """Write them all; each kind is dropped once written. Whether any job will run
+        again later (retryable, snoozed): the stager should look again.
+
+        Raises:
+            DatabaseError: a statement failed; what was not written is kept (writing it
+                again is harmless: only executions still ``executing`` are ended).
+        """
+        later = False
+        if self.completed:
+            await engine.complete(database, self.completed, now)
+            self.completed = []
+        if self.retryable:
+            outcomes = self.retryable
+            await engine.retry(
+                database,
+                [o.job.id for o in outcomes],
+                [o.scheduled_at for o in outcomes],  # type: ignore[misc]
+                [o.error for o in outcomes],  # type: ignore[misc]
+            )
+            self.retryable = []
+            later = True
+        if self.discarded:
+            await engine.discard(
+                database, [i for i, _ in self.discarded], [e for _, e in self.discarded], now
+            )
+            self.discarded = []
+        if self.cancelled:
+            await engine.cancel(
+                database, [i for i, _ in self.cancelled], [e for _, e in self.cancelled], now
+            )
+            self.cancelled = []
+        if self.snoozed:
+            outcomes = self.snoozed
+            await engine.snooze(
+                database,
+                [o.job.id for o in outcomes],
+                [o.scheduled_at for o in outcomes],  # type: ignore[misc]
+            )
+            self.snoozed = []
+            later = True
+        return later

@@ -1,0 +1,263 @@
+"""The engine: the job queue's SQL, per database dialect.
+
+:class:`Engine` is the behaviour - what the rest of the queue asks of the database - with the
+statements that read the same on both dialects. The hot ones, which differ, are written per
+dialect side by side in ``engines/postgres.py`` and ``engines/sqlite.py``: inserting many jobs
+in one statement, fetching (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; the one writer on
+SQLite), acknowledging outcomes in batches, staging due jobs, locking a unique key.
+:func:`engine_for` picks the one for a database or transaction.
+
+Every statement that ends an execution guards on ``state = 'executing'``: an outcome that
+arrives after the job was cancelled (by ``cancel_job``) changes nothing.
+
+Notifications: inserting (or staging, or putting back) available jobs notifies
+:data:`INSERT_CHANNEL` with the queue's name, so that idle producers wake at once; the
+PostgreSQL engine sends them from the same statement, SQLite's through the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, TypeAlias
+
+from trunkline import db
+
+from .job import COLUMNS, STATES, State
+from .migrations import TABLE
+from .new_job import NewJob
+
+__all__ = [
+    "INSERT_CHANNEL",
+    "SIGNAL_CHANNEL",
+    "Connection",
+    "Engine",
+    "Insert",
+    "engine_for",
+]
+
+INSERT_CHANNEL = "trunkline_jobs_insert"
+"""Notified with a queue's name when jobs become available in it."""
+
+SIGNAL_CHANNEL = "trunkline_jobs_signal"
+"""Notified with JSON commands for every node: cancel a job, pause, resume or scale a queue."""
+
+Connection: TypeAlias = "db.Database | db.Transaction"
+"""Where the queue's statements run: a database, or a transaction of the caller's."""
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_GET = db.Query("jobs.get", f"SELECT {COLUMNS} FROM {TABLE} WHERE id = $1")
+_STATE = db.Query("jobs.state", f"SELECT state FROM {TABLE} WHERE id = $1")
+_NEXT_DUE = db.Query(
+    "jobs.next_due",
+    f"SELECT scheduled_at FROM {TABLE} WHERE state IN ('scheduled', 'retryable') "
+    "ORDER BY scheduled_at LIMIT 1",
+)
+_STATS = db.Query(
+    "jobs.stats", f"SELECT queue, state, count(*) AS count FROM {TABLE} GROUP BY queue, state"
+)
+_PUT_BACK = db.Query(
+    "jobs.put_back",
+    f"""UPDATE {TABLE}
+        SET state = 'available', attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END
+        WHERE state = 'executing' AND queue = $1 AND attempted_by = $2""",
+)
+_RETRY = db.Query(
+    "jobs.retry",
+    f"""UPDATE {TABLE}
+        SET state = 'available', scheduled_at = $2,
+            max_attempts = CASE WHEN max_attempts > attempt THEN max_attempts ELSE attempt + 1 END,
+            completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+        WHERE id = $1 AND state NOT IN ('available', 'executing')
+        RETURNING {COLUMNS}""",
+)
+_CANCEL = db.Query(
+    "jobs.cancel",
+    f"""UPDATE {TABLE} SET state = 'cancelled', cancelled_at = $2
+        WHERE id = $1 AND state NOT IN ('completed', 'discarded', 'cancelled')
+        RETURNING {COLUMNS}""",
+)
+
+
+class Insert:
+    """One row to insert: a :class:`~trunkline.jobs.NewJob` with its state and times resolved."""
+
+    __slots__ = ("job", "scheduled_at", "state")
+
+    def __init__(self, job: NewJob, state: State, scheduled_at: datetime) -> None:
+        self.job = job
+        self.state = state
+        self.scheduled_at = scheduled_at
+
+
+class Engine:
+    """What the queue asks of the database; see the module documentation.
+
+    Subclasses implement the methods that raise ``NotImplementedError``, for one dialect.
+    """
+
+    dialect: ClassVar[str]
+
+    # -- inserting -----------------------------------------------------------------------------
+
+    async def insert(self, conn: Connection, rows: Sequence[Insert], now: datetime) -> list[int]:
+        """Insert ``rows`` in one statement, inserted at ``now``; their ids, in order.
+
+        Notifies :data:`INSERT_CHANNEL` once per queue given an available job (on commit,
+        when ``conn`` is a transaction).
+        """
+        raise NotImplementedError
+
+    async def lock_unique(self, tx: db.Transaction, key: str) -> None:
+        """Hold the unique ``key`` until ``tx`` ends, against concurrent inserts."""
+        raise NotImplementedError
+
+    async def find_unique(
+        self, tx: db.Transaction, key: str, states: Sequence[State], since: datetime
+    ) -> db.Row | None:
+        """The oldest job with ``key`` in one of ``states``, inserted at ``since`` or later."""
+        raise NotImplementedError
+
+    # -- a producer's work ---------------------------------------------------------------------
+
+    async def fetch(
+        self, database: db.Database, queue: str, limit: int, node: str, now: datetime
+    ) -> list[db.Row]:
+        """Take up to ``limit`` available jobs of ``queue``, first by priority, then
+        ``scheduled_at``, then id: mark them executing by ``node`` (their attempt + 1) and
+        return them in that order. Jobs another node is taking are skipped, not waited for.
+        """
+        raise NotImplementedError
+
+    async def complete(self, database: db.Database, ids: Sequence[int], now: datetime) -> None:
+        """Mark the executing jobs ``ids`` completed."""
+        raise NotImplementedError
+
+    async def retry(
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        scheduled_at: Sequence[datetime],
+        errors: Sequence[str],
+    ) -> None:
+        """Mark executing jobs retryable at their time, each appending its error (JSON)."""
+        raise NotImplementedError
+
+    async def discard(
+        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+    ) -> None:
+        """Mark executing jobs discarded, each appending its error (JSON); a job whose
+        ``errors`` is not a JSON array (a malformed row) gets a new one."""
+        raise NotImplementedError
+
+    async def cancel(
+        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+    ) -> None:
+        """Mark executing jobs cancelled, each appending its error (JSON)."""
+        raise NotImplementedError
+
+    async def snooze(
+        self, database: db.Database, ids: Sequence[int], scheduled_at: Sequence[datetime]
+    ) -> None:
+        """Put executing jobs back to ``scheduled`` at their time, giving their attempt back."""
+        raise NotImplementedError
+
+    async def put_back(self, database: db.Database, queue: str, node: str) -> int:
+        """Make every job of ``queue`` executing on ``node`` available again, giving its
+        attempt back: what a queue does when it stops, its jobs no longer running. Returns
+        how many there were, and notifies the queue when there were some."""
+        count = await database.execute(_PUT_BACK, queue, node)
+        if count:
+            await self.notify_queues(database, (queue,))
+        return count
+
+    # -- the stager ------------------------------------------------------------------------------
+
+    async def stage(self, database: db.Database, now: datetime, limit: int) -> dict[str, int]:
+        """Make up to ``limit`` scheduled and retryable jobs due at ``now`` available; how
+        many each queue got (each of those queues is notified)."""
+        raise NotImplementedError
+
+    async def next_due(self, database: db.Database) -> datetime | None:
+        """When the next scheduled or retryable job is due, or ``None`` if none waits."""
+        value: datetime | None = await database.fetch_val(_NEXT_DUE)
+        return value
+
+    async def notify_queues(self, conn: Connection, queues: Iterable[str]) -> None:
+        """Notify :data:`INSERT_CHANNEL` for each of ``queues``."""
+        for queue in queues:
+            await conn.notify(INSERT_CHANNEL, queue)
+
+    # -- inspecting and managing -------------------------------------------------------------------
+
+    async def get(self, conn: Connection, job_id: int) -> db.Row | None:
+        return await conn.fetch_one(_GET, job_id)
+
+    async def state_of(self, conn: Connection, job_id: int) -> State | None:
+        state: State | None = await conn.fetch_val(_STATE, job_id)
+        return state
+
+    async def list_jobs(
+        self,
+        conn: Connection,
+        *,
+        state: State | None,
+        queue: str | None,
+        worker: str | None,
+        limit: int,
+    ) -> list[db.Row]:
+        """Jobs matching the filters given, newest first."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("state", state), ("queue", queue), ("worker", worker)):
+            if value is not None:
+                args.append(value)
+                where.append(f"{column} = ${len(args)}")
+        args.append(limit)
+        condition = f"WHERE {' AND '.join(where)} " if where else ""
+        return await conn.fetch(
+            f"SELECT {COLUMNS} FROM {TABLE} {condition}ORDER BY id DESC LIMIT ${len(args)}", *args
+        )
+
+    async def retry_job(self, conn: Connection, job_id: int, now: datetime) -> db.Row | None:
+        """Make a job that is not available or executing available now, with at least one
+        attempt left; the row, or ``None`` if there is no such job."""
+        row = await conn.fetch_one(_RETRY, job_id, now)
+        if row is not None:
+            await self.notify_queues(conn, (row[2],))
+        return row
+
+    async def cancel_job(self, conn: Connection, job_id: int, now: datetime) -> db.Row | None:
+        """Cancel a job that has not ended; the row, or ``None`` if there is no such job."""
+        return await conn.fetch_one(_CANCEL, job_id, now)
+
+    async def stats(self, conn: Connection) -> dict[str, dict[State, int]]:
+        """Jobs per state, per queue (every state present, 0 when none)."""
+        counts: dict[str, dict[State, int]] = {}
+        for queue, state, count in await conn.fetch(_STATS):
+            per_state = counts.get(queue)
+            if per_state is None:
+                per_state = counts[queue] = dict.fromkeys(STATES, 0)
+            per_state[state] = count
+        return counts
+
+
+def engine_for(conn: Connection) -> Engine:
+    """The engine for the dialect of ``conn``."""
+    dialect = conn.dialect
+    engine = _ENGINES.get(dialect)
+    if engine is None:
+        if dialect == "postgresql":
+            from .engines.postgres import PostgresEngine
+
+            engine = PostgresEngine()
+        else:
+            from .engines.sqlite import SQLiteEngine
+
+            engine = SQLiteEngine()
+        _ENGINES[dialect] = engine
+    return engine
+
+
+_ENGINES: dict[str, Engine] = {}

@@ -1,0 +1,233 @@
+"""The SQLite engine: one node, one writer.
+
+SQLite has one writer at a time, so a fetch is a plain ``UPDATE ... RETURNING``: nobody can
+take the same rows meanwhile. Batches travel as one JSON parameter read with ``json_each``
+(one statement for any number of jobs or outcomes); timestamps inside it are written in the
+driver's own format (see ``docs/database.md``), so that they compare with the timestamps it
+writes from parameters.
+Notifications are the database's, delivered inside the node.
+
+In ``UPDATE ... FROM json_each(...)`` every column of the table is qualified: ``json_each``
+has columns of its own, ``id`` among them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from trunkline import db
+
+from ..engine import Connection, Engine, Insert
+from ..job import COLUMNS, State
+from ..migrations import TABLE
+
+__all__ = ["SQLiteEngine"]
+
+_T = TABLE
+
+_INSERT_ONE = db.Query(
+    "jobs.insert",
+    f"""INSERT INTO {_T} (state, queue, worker, args, meta, tags, priority, max_attempts,
+                          inserted_at, scheduled_at, unique_key)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        RETURNING id""",
+)
+# Each element of $1: [state, queue, worker, args, meta, tags, priority, max_attempts,
+# scheduled_at, unique_key]. Rowids are drawn in insertion order: the i-th smallest id
+# returned is the i-th job.
+_INSERT_MANY = db.Query(
+    "jobs.insert_many",
+    f"""INSERT INTO {_T} (state, queue, worker, args, meta, tags, priority, max_attempts,
+                          inserted_at, scheduled_at, unique_key)
+        SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+               value ->> 6, value ->> 7, $2, value ->> 8, value ->> 9
+        FROM json_each($1) ORDER BY key
+        RETURNING id""",
+)
+_FIND_UNIQUE = db.Query(
+    "jobs.find_unique",
+    f"""SELECT {COLUMNS} FROM {_T}
+        WHERE unique_key = $1 AND state IN (SELECT value FROM json_each($2))
+              AND inserted_at >= $3
+        ORDER BY id LIMIT 1""",
+)
+_FETCH = db.Query(
+    "jobs.fetch",
+    f"""UPDATE {_T}
+        SET state = 'executing', attempt = attempt + 1, attempted_at = $3, attempted_by = $4
+        WHERE id IN (SELECT id FROM {_T}
+                     WHERE state = 'available' AND queue = $1
+                     ORDER BY priority, scheduled_at, id
+                     LIMIT $2)
+        RETURNING {COLUMNS}""",
+)
+_COMPLETE = db.Query(
+    "jobs.complete",
+    f"""UPDATE {_T} SET state = 'completed', completed_at = $2
+        WHERE id IN (SELECT value FROM json_each($1)) AND state = 'executing'""",
+)
+# $1: [[id, scheduled_at, error], ...]
+_RETRYABLE = db.Query(
+    "jobs.retryable",
+    f"""UPDATE {_T}
+        SET state = 'retryable', scheduled_at = u.value ->> 1,
+            errors = json_insert({_T}.errors, '$[#]', json(u.value ->> 2))
+        FROM json_each($1) AS u
+        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+)
+# $1: [[id, error], ...]
+_DISCARD = db.Query(
+    "jobs.discard",
+    f"""UPDATE {_T}
+        SET state = 'discarded', discarded_at = $2,
+            errors = CASE WHEN NOT json_valid({_T}.errors) THEN json_array(json(u.value ->> 1))
+                          WHEN json_type({_T}.errors) = 'array'
+                          THEN json_insert({_T}.errors, '$[#]', json(u.value ->> 1))
+                          ELSE json_array(json(u.value ->> 1)) END
+        FROM json_each($1) AS u
+        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+)
+_CANCEL = db.Query(
+    "jobs.cancelled",
+    f"""UPDATE {_T}
+        SET state = 'cancelled', cancelled_at = $2,
+            errors = json_insert({_T}.errors, '$[#]', json(u.value ->> 1))
+        FROM json_each($1) AS u
+        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+)
+# $1: [[id, scheduled_at], ...]
+_SNOOZE = db.Query(
+    "jobs.snooze",
+    f"""UPDATE {_T}
+        SET state = 'scheduled', scheduled_at = u.value ->> 1,
+            attempt = CASE WHEN {_T}.attempt > 0 THEN {_T}.attempt - 1 ELSE 0 END
+        FROM json_each($1) AS u
+        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+)
+_STAGE = db.Query(
+    "jobs.stage",
+    f"""UPDATE {_T} SET state = 'available'
+        WHERE id IN (SELECT id FROM {_T}
+                     WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= $1
+                     ORDER BY scheduled_at
+                     LIMIT $2)
+        RETURNING queue""",
+)
+
+
+class SQLiteEngine(Engine):
+    """The engine for SQLite; see the module documentation."""
+
+    dialect = "sqlite"
+
+    async def insert(self, conn: Connection, rows: Sequence[Insert], now: datetime) -> list[int]:
+        if len(rows) == 1:
+            row = rows[0]
+            job = row.job
+            ids = [
+                await conn.fetch_val(
+                    _INSERT_ONE,
+                    row.state,
+                    job.queue,
+                    job.worker,
+                    job.args_json,
+                    job.meta_json,
+                    job.tags_json,
+                    job.priority,
+                    job.max_attempts,
+                    now,
+                    row.scheduled_at,
+                    job.unique_key,
+                )
+            ]
+        else:
+            payload = json.dumps(
+                [
+                    (
+                        row.state,
+                        row.job.queue,
+                        row.job.worker,
+                        row.job.args_json,
+                        row.job.meta_json,
+                        row.job.tags_json,
+                        row.job.priority,
+                        row.job.max_attempts,
+                        _text(row.scheduled_at),
+                        row.job.unique_key,
+                    )
+                    for row in rows
+                ],
+                separators=(",", ":"),
+            )
+            ids = sorted(row[0] for row in await conn.fetch(_INSERT_MANY, payload, now))
+        await self.notify_queues(conn, _available_queues(rows))
+        return ids
+
+    async def lock_unique(self, tx: db.Transaction, key: str) -> None:
+        pass  # the transaction holds the one writer already
+
+    async def find_unique(
+        self, tx: db.Transaction, key: str, states: Sequence[State], since: datetime
+    ) -> db.Row | None:
+        return await tx.fetch_one(_FIND_UNIQUE, key, json.dumps(list(states)), since)
+
+    async def fetch(
+        self, database: db.Database, queue: str, limit: int, node: str, now: datetime
+    ) -> list[db.Row]:
+        rows = await database.fetch(_FETCH, queue, limit, now, node)
+        # RETURNING follows no promised order: put them back in the queue's.
+        rows.sort(key=_queue_order)
+        return rows
+
+    async def complete(self, database: db.Database, ids: Sequence[int], now: datetime) -> None:
+        await database.execute(_COMPLETE, json.dumps(list(ids)), now)
+
+    async def retry(
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        scheduled_at: Sequence[datetime],
+        errors: Sequence[str],
+    ) -> None:
+        rows = [[i, _text(at), e] for i, at, e in zip(ids, scheduled_at, errors, strict=True)]
+        await database.execute(_RETRYABLE, json.dumps(rows))
+
+    async def discard(
+        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+    ) -> None:
+        rows = [[i, e] for i, e in zip(ids, errors, strict=True)]
+        await database.execute(_DISCARD, json.dumps(rows), now)
+
+    async def cancel(
+        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+    ) -> None:
+        rows = [[i, e] for i, e in zip(ids, errors, strict=True)]
+        await database.execute(_CANCEL, json.dumps(rows), now)
+
+    async def snooze(
+        self, database: db.Database, ids: Sequence[int], scheduled_at: Sequence[datetime]
+    ) -> None:
+        rows = [[i, _text(at)] for i, at in zip(ids, scheduled_at, strict=True)]
+        await database.execute(_SNOOZE, json.dumps(rows))
+
+    async def stage(self, database: db.Database, now: datetime, limit: int) -> dict[str, int]:
+        staged = Counter(row[0] for row in await database.fetch(_STAGE, now, limit))
+        await self.notify_queues(database, sorted(staged))
+        return dict(staged)
+
+
+def _available_queues(rows: Sequence[Insert]) -> list[str]:
+    return sorted({row.job.queue for row in rows if row.state == "available"})
+
+
+def _text(moment: datetime) -> str:
+    """A datetime as the SQLite driver stores one (``docs/database.md``): UTC, in SQLite's
+    own ``YYYY-MM-DD HH:MM:SS[.ffffff]``. Rows written with it compare with parameters."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
+def _queue_order(row: db.Row) -> tuple[int, datetime, int]:
+    return row[8], row[12], row[0]

@@ -1,0 +1,285 @@
+"""The job queue on one node: :class:`Jobs`, its settings, its supervision tree and its API.
+
+::
+
+    JobsSupervisor (one_for_one)
+    ├── Notifier            the database's notifications: wake-ups and signals
+    ├── Stager              scheduled and retryable jobs become available when due
+    └── QueueSupervisor     one per queue: Producer, Executor, Watchman (queue_supervisor.py)
+
+Started, it runs the ``"jobs"`` migrations, then its processes. Stopped (its supervisor
+stopping it, or an application's SIGTERM), the queues go first: they stop fetching, give
+running jobs ``shutdown_grace_s`` to finish, then stop them and put them back to
+``available`` - nothing stays ``executing``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import socket
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
+from trunkline import db, otp
+
+from . import inspection
+from .engine import Engine, engine_for
+from .enqueue import enqueue, enqueue_many
+from .exceptions import QueueNotRunning
+from .executor import CANCELLED
+from .job import Job, State
+from .migrations import COMPONENT, MIGRATIONS
+from .new_job import NewJob, check_name
+from .notifier import Notifier, signal
+from .queue import Queue, QueueInfo, check_limit
+from .queue_supervisor import QueueSupervisor
+from .registry import WorkerRegistry
+from .stager import Stager
+from .worker import Worker
+
+__all__ = ["Jobs", "JobsSupervisor"]
+
+
+class Jobs:
+    """The job queue on this node: the queues it runs, with their settings, and the API to
+    enqueue, inspect and control jobs.
+
+    Making one starts nothing: put :meth:`child_spec` in a supervisor (or call
+    :meth:`start_link`) to run its queues. The enqueueing and inspecting methods work
+    without that, on the database.
+
+    Args:
+        database: the database of the jobs.
+        registry: the workers this node runs.
+        queues: queue name -> the most jobs it runs at once on this node (1 to 10,000);
+            default ``{"default": 10}``. A node may run no queue and still enqueue.
+        node: this node's name, recorded on the jobs it runs (``attempted_by``); unique
+            among running nodes. Default: host name, process id and a random suffix.
+        poll_interval_s: how often an idle queue looks for jobs without being notified
+            (a safety net: inserts notify).
+        stage_interval_s: how often, at most, the stager looks for due jobs it was not told
+            about (jobs inserted for later by any node).
+        shutdown_grace_s: how long running jobs may take to finish when the node stops.
+        migrate: run the ``"jobs"`` migrations when started (default true).
+
+    Raises:
+        TypeError, ValueError: an invalid option, named in the message.
+
+    Example::
+
+        registry = WorkerRegistry()
+
+        @registry.worker(queue="mail", max_attempts=5)
+        async def send_welcome(job: Job) -> None: ...
+
+        jobs = Jobs(database, registry=registry, queues={"default": 10, "mail": 5})
+        await otp.Supervisor.start_link([jobs.child_spec()])
+
+        await jobs.enqueue(send_welcome, {"to": "ada@example.com"})
+        await jobs.pause("mail")
+        jobs.queue_stats()
+    """
+
+    def __init__(
+        self,
+        database: db.Database,
+        *,
+        registry: WorkerRegistry,
+        queues: Mapping[str, int] | None = None,
+        node: str | None = None,
+        poll_interval_s: float = 1.0,
+        stage_interval_s: float = 1.0,
+        shutdown_grace_s: float = 15.0,
+        migrate: bool = True,
+    ) -> None:
+        if not isinstance(database, db.Database):
+            raise TypeError(f"database must be a trunkline.db.Database, not {database!r}")
+        if not isinstance(registry, WorkerRegistry):
+            raise TypeError(f"registry must be a WorkerRegistry, not {registry!r}")
+        queues = {"default": 10} if queues is None else queues
+        if not isinstance(queues, Mapping):
+            raise TypeError(f"queues must map queue names to limits, not {queues!r}")
+        self.database = database
+        self.engine: Engine = engine_for(database)
+        self.registry = registry
+        self.node = _default_node() if node is None else check_name("node", node)
+        self.poll_interval_s = _seconds("poll_interval_s", poll_interval_s)
+        self.stage_interval_s = _seconds("stage_interval_s", stage_interval_s)
+        self.shutdown_grace_s = _seconds("shutdown_grace_s", shutdown_grace_s, zero=True)
+        self.migrate = bool(migrate)
+        # This node's processes by role, and its running jobs by id: registries of its own,
+        # so that several job systems (tests, two "nodes" in one process) never meet.
+        self.names = otp.Registry("unique", name=f"jobs {self.node}")
+        self.running = otp.Registry("unique", name=f"jobs running on {self.node}")
+        self.queues: dict[str, Queue] = {
+            check_name("queue", name): Queue(self, name, limit) for name, limit in queues.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"<Jobs {self.node!r} queues={ {q.name: q.limit for q in self.queues.values()} }>"
+
+    # -- running -------------------------------------------------------------------------------
+
+    def child_spec(self, *, id: Hashable = "jobs") -> otp.ChildSpec:
+        """A child spec for a supervisor: the whole tree, as a supervisor child."""
+        return otp.ChildSpec(id, self.start_link, type="supervisor")
+
+    async def start_link(self) -> otp.Pid:
+        """Run the migrations, then start the tree, linked to the caller; its pid.
+
+        Raises:
+            StartError: the migrations or a process failed to start.
+        """
+        return await JobsSupervisor.start_link(self, name=otp.Via(self.names, "supervisor"))
+
+    async def start(self) -> otp.Pid:
+        """:meth:`start_link` without the link (stop it with ``otp.stop(pid)``)."""
+        return await JobsSupervisor.start(self, name=otp.Via(self.names, "supervisor"))
+
+    # -- controlling queues ----------------------------------------------------------------------
+
+    async def pause(self, queue: str, *, local_only: bool = False) -> None:
+        """Stop fetching jobs of ``queue`` (running ones go on), on this node, and on every
+        node unless ``local_only``.
+
+        Raises:
+            QueueNotRunning: ``local_only`` and the queue does not run here.
+        """
+        await self._command(queue, "pause", local_only)
+
+    async def resume(self, queue: str, *, local_only: bool = False) -> None:
+        """Fetch jobs of ``queue`` again, on this node, and on every node unless
+        ``local_only``.
+
+        Raises:
+            QueueNotRunning: ``local_only`` and the queue does not run here.
+        """
+        await self._command(queue, "resume", local_only)
+
+    async def scale(self, queue: str, limit: int, *, local_only: bool = False) -> None:
+        """Run at most ``limit`` jobs of ``queue`` at once, on this node, and on every node
+        unless ``local_only``. Lowering it stops no running job: fewer start.
+
+        Raises:
+            ValueError: ``limit`` is not an integer from 1 to 10,000.
+            QueueNotRunning: ``local_only`` and the queue does not run here.
+        """
+        check_limit(limit, queue)
+        await self._command(queue, ("scale", limit), local_only, limit=limit)
+
+    async def queue_info(self, queue: str) -> QueueInfo:
+        """How ``queue`` runs on this node now.
+
+        Raises:
+            QueueNotRunning: it does not run here.
+        """
+        return await self.control(queue, "info")
+
+    async def control(self, queue: str, request: Any) -> QueueInfo:
+        """Send a request to the producer of ``queue`` on this node.
+
+        Raises:
+            QueueNotRunning: it does not run here.
+        """
+        entry = self.queues.get(queue)
+        producer = None if entry is None else otp.resolve(entry.name_of("producer"))
+        if producer is None:
+            raise QueueNotRunning(f"queue {queue!r} does not run on node {self.node!r}")
+        result = await otp.call(producer, request)
+        if isinstance(result, Exception):
+            raise result
+        info: QueueInfo = result
+        return info
+
+    async def _command(self, queue: str, request: Any, local_only: bool, **fields: Any) -> None:
+        check_name("queue", queue)
+        if queue in self.queues or local_only:
+            await self.control(queue, request)
+        if not local_only:
+            action = request if isinstance(request, str) else request[0]
+            await signal(self.database, action, queue=queue, node=self.node, **fields)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def enqueue(self, worker: Worker | str | NewJob, args: Any = None, **options: Any) -> Job:
+        """:func:`~trunkline.jobs.enqueue` on this node's database."""
+        return await enqueue(self.database, worker, args, **options)
+
+    async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[Job]:
+        """:func:`~trunkline.jobs.enqueue_many` on this node's database."""
+        return await enqueue_many(self.database, jobs)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """:func:`~trunkline.jobs.get_job` on this node's database."""
+        return await inspection.get_job(self.database, job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        state: State | None = None,
+        queue: str | None = None,
+        worker: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """:func:`~trunkline.jobs.list_jobs` on this node's database."""
+        return await inspection.list_jobs(
+            self.database, state=state, queue=queue, worker=worker, limit=limit
+        )
+
+    async def retry_job(self, job_id: int) -> Job | None:
+        """:func:`~trunkline.jobs.retry_job` on this node's database."""
+        return await inspection.retry_job(self.database, job_id)
+
+    async def cancel_job(self, job_id: int) -> Job | None:
+        """:func:`~trunkline.jobs.cancel_job` on this node's database; the process of a job
+        running on this node has ended when this returns (its task is cancelled)."""
+        job = await inspection.cancel_job(self.database, job_id)
+        if job is not None and job.state == "cancelled":
+            for pid, _ in self.running.lookup(job_id):
+                otp.exit(pid, CANCELLED)
+        return job
+
+    async def queue_stats(self) -> dict[str, dict[State, int]]:
+        """:func:`~trunkline.jobs.queue_stats` on this node's database."""
+        return await inspection.queue_stats(self.database)
+
+
+class JobsSupervisor(otp.Supervisor):
+    """The root of a node's job queue; see the module documentation."""
+
+    async def init(self, jobs: Jobs) -> otp.SupervisorSpec:
+        if jobs.migrate:
+            await jobs.database.migrate({COMPONENT: MIGRATIONS})
+        names = jobs.names
+        return otp.SupervisorSpec(
+            [
+                otp.child_spec(Notifier, jobs, id="notifier", name=otp.Via(names, "notifier")),
+                otp.child_spec(Stager, jobs, id="stager", name=otp.Via(names, "stager")),
+                *(
+                    otp.child_spec(
+                        QueueSupervisor, queue, id=("queue", name), name=queue.name_of("queue")
+                    )
+                    for name, queue in jobs.queues.items()
+                ),
+            ],
+            strategy="one_for_one",
+        )
+
+
+def _default_node() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _seconds(option: str, value: Any, *, zero: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not zero)
+    ):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{option} must be seconds {bound}, not {value!r}")
+    return float(value)
