@@ -206,3 +206,41 @@ async def test_each_node_has_a_name_of_its_own(backend: Backend) -> None:
         b = jobs.Jobs(database, registry=jobs.WorkerRegistry())
         assert a.node != b.node
         assert jobs.Jobs(database, registry=jobs.WorkerRegistry(), node="web-1").node == "web-1"
+
+
+class _Beside(otp.GenServer):
+    def init(self, seen: list[str]) -> None:
+        seen.append("started")
+
+
+class _Plugin:
+    name = "beside"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def child_spec(self, node: jobs.Jobs) -> otp.ChildSpec:
+        return otp.child_spec(_Beside, self.seen, id=self.name)
+
+
+async def test_plugins_run_in_the_tree(backend: Backend) -> None:
+    plugin = _Plugin()
+    async with backend.database() as database:
+        node = jobs.Jobs(database, registry=jobs.WorkerRegistry(), queues={}, plugins=[plugin])
+        sup = await node.start()
+        try:
+            assert plugin.seen == ["started"]
+            assert "beside" in [child.id for child in await otp.which_children(sup)]
+        finally:
+            await otp.stop(sup)
+
+
+async def test_plugins_are_checked(backend: Backend) -> None:
+    registry = jobs.WorkerRegistry()
+    async with backend.database(migrate=False) as database:
+        with pytest.raises(TypeError, match="plugins must be"):
+            jobs.Jobs(database, registry=registry, plugins="cron")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="a plugin needs"):
+            jobs.Jobs(database, registry=registry, plugins=[object()])  # type: ignore[list-item]
+        with pytest.raises(ValueError, match="two plugins are named 'beside'"):
+            jobs.Jobs(database, registry=registry, plugins=[_Plugin(), _Plugin()])

@@ -43,6 +43,7 @@ from .job import FINAL_STATES, STATES, Job, State
 from .jobs import Jobs
 from .migrations import COMPONENT, MIGRATIONS, TABLE
 from .new_job import NewJob, new_job
+from .plugin import Plugin
 from .queue import MAX_LIMIT, QueueInfo
 from .registry import WorkerRegistry
 from .results import Cancel, Discard, Snooze
@@ -70,6 +71,7 @@ __all__ = [
     "JobsError",
     "MalformedJob",
     "NewJob",
+    "Plugin",
     "QueueInfo",
     "QueueNotRunning",
     "Snooze",

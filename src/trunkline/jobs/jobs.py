@@ -5,6 +5,7 @@
     JobsSupervisor (one_for_one)
     ├── Notifier            the database's notifications: wake-ups and signals
     ├── Stager              scheduled and retryable jobs become available when due
+    ├── <plugins>           each plugin given, in order (plugin.py)
     └── QueueSupervisor     one per queue: Producer, Executor, Watchman (queue_supervisor.py)
 
 Started, it runs the ``"jobs"`` migrations, then its processes. Stopped (its supervisor
@@ -33,6 +34,7 @@ from .job import Job, State
 from .migrations import COMPONENT, MIGRATIONS
 from .new_job import NewJob, check_name
 from .notifier import Notifier, signal
+from .plugin import Plugin
 from .queue import Queue, QueueInfo, check_limit
 from .queue_supervisor import QueueSupervisor
 from .registry import WorkerRegistry
@@ -63,6 +65,7 @@ class Jobs:
             about (jobs inserted for later by any node).
         shutdown_grace_s: how long running jobs may take to finish when the node stops.
         migrate: run the ``"jobs"`` migrations when started (default true).
+        plugins: processes to run beside the queues, in order (:class:`Plugin`).
 
     Raises:
         TypeError, ValueError: an invalid option, named in the message.
@@ -93,6 +96,7 @@ class Jobs:
         stage_interval_s: float = 1.0,
         shutdown_grace_s: float = 15.0,
         migrate: bool = True,
+        plugins: Iterable[Plugin] = (),
     ) -> None:
         if not isinstance(database, db.Database):
             raise TypeError(f"database must be a trunkline.db.Database, not {database!r}")
@@ -109,6 +113,7 @@ class Jobs:
         self.stage_interval_s = _seconds("stage_interval_s", stage_interval_s)
         self.shutdown_grace_s = _seconds("shutdown_grace_s", shutdown_grace_s, zero=True)
         self.migrate = bool(migrate)
+        self.plugins = _plugins(plugins)
         # This node's processes by role, and its running jobs by id: registries of its own,
         # so that several job systems (tests, two "nodes" in one process) never meet.
         self.names = otp.Registry("unique", name=f"jobs {self.node}")
@@ -257,6 +262,7 @@ class JobsSupervisor(otp.Supervisor):
             [
                 otp.child_spec(Notifier, jobs, id="notifier", name=otp.Via(names, "notifier")),
                 otp.child_spec(Stager, jobs, id="stager", name=otp.Via(names, "stager")),
+                *(plugin.child_spec(jobs) for plugin in jobs.plugins),
                 *(
                     otp.child_spec(
                         QueueSupervisor, queue, id=("queue", name), name=queue.name_of("queue")
@@ -270,6 +276,20 @@ class JobsSupervisor(otp.Supervisor):
 
 def _default_node() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _plugins(plugins: Iterable[Plugin]) -> tuple[Plugin, ...]:
+    if isinstance(plugins, str | bytes) or not isinstance(plugins, Iterable):
+        raise TypeError(f"plugins must be an iterable of plugins, not {plugins!r}")
+    result = tuple(plugins)
+    names: set[str] = set()
+    for plugin in result:
+        if not isinstance(plugin, Plugin):
+            raise TypeError(f"a plugin needs a name and a child_spec(jobs) method, not {plugin!r}")
+        if plugin.name in names:
+            raise ValueError(f"two plugins are named {plugin.name!r}")
+        names.add(plugin.name)
+    return result
 
 
 def _seconds(option: str, value: Any, *, zero: bool = False) -> float:
