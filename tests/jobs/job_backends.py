@@ -75,6 +75,9 @@ class Backend:
                 for database in databases:
                     await database.close()
             return
+        # No statement timeout: it runs on the test's virtual clock, which jumps whenever the
+        # loop idles for IDLE_S of real time, so a statement slower than that would "time out".
+        options.setdefault("command_timeout_s", 0)
         async with pg.postgres_schema(count, url=url or pg.POSTGRES_URL, **options) as databases:
             if migrate:
                 await databases[0].migrate({jobs.COMPONENT: jobs.MIGRATIONS})
