@@ -25,6 +25,7 @@ a process of its own); failed attempts are retried with backoff, then discarded.
 """
 
 from . import backoff
+from .cron import CRON_LATE_LIMIT_S, CRON_NICKNAMES, Cron, CronEntry
 from .engine import INSERT_CHANNEL, SIGNAL_CHANNEL
 from .enqueue import enqueue, enqueue_many
 from .exceptions import (
@@ -41,10 +42,19 @@ from .execution import JOB_EVENT
 from .inspection import cancel_job, get_job, list_jobs, queue_stats, retry_job
 from .job import FINAL_STATES, STATES, Job, State
 from .jobs import Jobs
-from .migrations import COMPONENT, MIGRATIONS, TABLE
+from .lifeline import NODE_LOST
+from .migrations import COMPONENT, MIGRATIONS, NODES_TABLE, QUEUES_TABLE, TABLE
 from .new_job import NewJob, new_job
 from .plugin import Plugin
 from .queue import MAX_LIMIT, QueueInfo
+from .queue_metrics import QUEUE_EVENT
+from .queue_settings import (
+    QueueSettings,
+    pause_queue,
+    queue_settings,
+    resume_queue,
+    scale_queue,
+)
 from .registry import WorkerRegistry
 from .results import Cancel, Discard, Snooze
 from .unique import Unique
@@ -52,15 +62,23 @@ from .worker import FunctionWorker, Worker, worker
 
 __all__ = [
     "COMPONENT",
+    "CRON_LATE_LIMIT_S",
+    "CRON_NICKNAMES",
     "FINAL_STATES",
     "INSERT_CHANNEL",
     "JOB_EVENT",
     "MAX_LIMIT",
     "MIGRATIONS",
+    "NODES_TABLE",
+    "NODE_LOST",
+    "QUEUES_TABLE",
+    "QUEUE_EVENT",
     "SIGNAL_CHANNEL",
     "STATES",
     "TABLE",
     "Cancel",
+    "Cron",
+    "CronEntry",
     "Discard",
     "FunctionWorker",
     "InvalidJob",
@@ -74,6 +92,7 @@ __all__ = [
     "Plugin",
     "QueueInfo",
     "QueueNotRunning",
+    "QueueSettings",
     "Snooze",
     "State",
     "Unique",
@@ -88,7 +107,11 @@ __all__ = [
     "get_job",
     "list_jobs",
     "new_job",
+    "pause_queue",
+    "queue_settings",
     "queue_stats",
+    "resume_queue",
     "retry_job",
+    "scale_queue",
     "worker",
 ]

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeAlias
 from trunkline import db
 
 from .job import COLUMNS, STATES, State
-from .migrations import TABLE
+from .migrations import NODES_TABLE, QUEUES_TABLE, TABLE
 from .new_job import NewJob
 
 __all__ = [
@@ -46,6 +46,19 @@ Connection: TypeAlias = "db.Database | db.Transaction"
 """Where the queue's statements run: a database, or a transaction of the caller's."""
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The nodes' heartbeats (heartbeat.py, lifeline.py, pruner.py).
+_FORGET_NODE = db.Query("jobs.forget_node", f"DELETE FROM {NODES_TABLE} WHERE node = $1")
+_NODES = db.Query(
+    "jobs.nodes", f"SELECT node, started_at, beat_at, queues FROM {NODES_TABLE} ORDER BY node"
+)
+_PRUNE_NODES = db.Query(
+    "jobs.prune_nodes",
+    f"""DELETE FROM {NODES_TABLE}
+        WHERE beat_at < $1
+              AND NOT EXISTS (SELECT 1 FROM {TABLE}
+                              WHERE state = 'executing' AND attempted_by = {NODES_TABLE}.node)""",
+)
 
 _GET = db.Query("jobs.get", f"SELECT {COLUMNS} FROM {TABLE} WHERE id = $1")
 _STATE = db.Query("jobs.state", f"SELECT state FROM {TABLE} WHERE id = $1")
@@ -77,6 +90,30 @@ _CANCEL = db.Query(
     f"""UPDATE {TABLE} SET state = 'cancelled', cancelled_at = $2
         WHERE id = $1 AND state NOT IN ('completed', 'discarded', 'cancelled')
         RETURNING {COLUMNS}""",
+)
+
+# Queue settings (trunkline_job_queues): one row per queue changed for every node.
+_QUEUE_SETTINGS_COLUMNS = "queue, paused, queue_limit, updated_at"
+_QUEUE_SETTINGS = db.Query(
+    "jobs.queue_settings",
+    f"SELECT {_QUEUE_SETTINGS_COLUMNS} FROM {QUEUES_TABLE} WHERE queue = $1",
+)
+_ALL_QUEUE_SETTINGS = db.Query(
+    "jobs.all_queue_settings",
+    f"SELECT {_QUEUE_SETTINGS_COLUMNS} FROM {QUEUES_TABLE} ORDER BY queue",
+)
+_SET_PAUSED = db.Query(
+    "jobs.set_paused",
+    f"""INSERT INTO {QUEUES_TABLE} (queue, paused, updated_at) VALUES ($1, $2, $3)
+        ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+        RETURNING {_QUEUE_SETTINGS_COLUMNS}""",
+)
+_SET_LIMIT = db.Query(
+    "jobs.set_limit",
+    f"""INSERT INTO {QUEUES_TABLE} (queue, queue_limit, updated_at) VALUES ($1, $2, $3)
+        ON CONFLICT (queue) DO UPDATE
+        SET queue_limit = excluded.queue_limit, updated_at = excluded.updated_at
+        RETURNING {_QUEUE_SETTINGS_COLUMNS}""",
 )
 
 
@@ -129,6 +166,29 @@ class Engine:
         return them in that order. Jobs another node is taking are skipped, not waited for.
         """
         raise NotImplementedError
+
+    completes_on_fetch: ClassVar[bool] = False
+    """Whether :meth:`fetch_completing` is one statement (else the producer fetches, then
+    writes its outcomes)."""
+
+    async def fetch_completing(
+        self,
+        database: db.Database,
+        queue: str,
+        limit: int,
+        node: str,
+        now: datetime,
+        completed: Sequence[int],
+    ) -> list[db.Row]:
+        """:meth:`fetch`, and :meth:`complete` ``completed``, at once: both or neither.
+
+        One round trip and one commit where the dialect allows it
+        (:attr:`completes_on_fetch`); here, the two in turn, the outcomes first, so that a
+        failure leaves no job taken and not returned.
+        """
+        if completed:
+            await self.complete(database, completed, now)
+        return await self.fetch(database, queue, limit, node, now)
 
     async def complete(self, database: db.Database, ids: Sequence[int], now: datetime) -> None:
         """Mark the executing jobs ``ids`` completed."""
@@ -189,6 +249,50 @@ class Engine:
         for queue in queues:
             await conn.notify(INSERT_CHANNEL, queue)
 
+    # -- nodes: the heartbeat, the lifeline, the pruner --------------------------------------------
+
+    async def beat(
+        self, database: db.Database, node: str, started_at: datetime, now: datetime, queues: str
+    ) -> None:
+        """Write ``node``'s row of the running nodes: started at ``started_at``, alive at
+        ``now``, running ``queues`` (JSON)."""
+        raise NotImplementedError
+
+    async def forget_node(self, database: db.Database, node: str) -> None:
+        """Delete ``node``'s row: it stopped, and left no job executing."""
+        await database.execute(_FORGET_NODE, node)
+
+    async def nodes(self, conn: Connection) -> list[db.Row]:
+        """The nodes' rows: node, started_at, beat_at, queues (JSON), by node."""
+        return await conn.fetch(_NODES)
+
+    async def rescue(
+        self,
+        database: db.Database,
+        cutoff: datetime,
+        node: str,
+        now: datetime,
+        message: str,
+        limit: int,
+    ) -> list[db.Row]:
+        """Rescue up to ``limit`` jobs executing on lost nodes: nodes (not ``node``) whose
+        row beat before ``cutoff``, or which have no row and fetched the job before
+        ``cutoff``. Each becomes ``available`` if it has attempts left, else ``discarded``
+        (at ``now``); its attempt stays counted, and an error entry is appended, its message
+        the dead node's name followed by ``message``. Returns their (id, queue, state,
+        attempted_by); the queues that got available jobs are notified."""
+        raise NotImplementedError
+
+    async def prune(self, database: db.Database, cutoff: datetime, limit: int) -> int:
+        """Delete up to ``limit`` completed, discarded and cancelled jobs that ended before
+        ``cutoff``; how many."""
+        raise NotImplementedError
+
+    async def prune_nodes(self, database: db.Database, cutoff: datetime) -> int:
+        """Delete the rows of nodes that last beat before ``cutoff`` and have no job
+        executing; how many."""
+        return await database.execute(_PRUNE_NODES, cutoff)
+
     # -- inspecting and managing -------------------------------------------------------------------
 
     async def get(self, conn: Connection, job_id: int) -> db.Row | None:
@@ -241,6 +345,29 @@ class Engine:
                 per_state = counts[queue] = dict.fromkeys(STATES, 0)
             per_state[state] = count
         return counts
+
+    # -- queue settings ----------------------------------------------------------------------------
+
+    async def queue_settings(self, conn: Connection, queue: str) -> db.Row | None:
+        """The settings row of ``queue`` (queue, paused, queue_limit, updated_at), or
+        ``None`` if none was ever written."""
+        return await conn.fetch_one(_QUEUE_SETTINGS, queue)
+
+    async def all_queue_settings(self, conn: Connection) -> list[db.Row]:
+        """Every settings row, by queue name."""
+        return await conn.fetch(_ALL_QUEUE_SETTINGS)
+
+    async def set_paused(self, conn: Connection, queue: str, paused: bool, now: datetime) -> db.Row:
+        """Record that ``queue`` is paused (or not) on every node; the row as it is now."""
+        row = await conn.fetch_one(_SET_PAUSED, queue, paused, now)
+        assert row is not None  # an upsert returns its row
+        return row
+
+    async def set_limit(self, conn: Connection, queue: str, limit: int, now: datetime) -> db.Row:
+        """Record the limit of ``queue`` on every node; the row as it is now."""
+        row = await conn.fetch_one(_SET_LIMIT, queue, limit, now)
+        assert row is not None
+        return row
 
 
 def engine_for(conn: Connection) -> Engine:

@@ -114,6 +114,11 @@ async def _insert(conn: Connection, jobs: Sequence[NewJob]) -> list[Job]:
             ids = await engine.insert(tx, [rows[i] for i in plain], now)
             for i, job_id in zip(plain, ids, strict=True):
                 stored[i] = _stored(rows[i], job_id, now)
+        # Every key is locked before any is looked up, in one order: two batches sharing
+        # keys in different orders (on two nodes, say) would otherwise each hold a key the
+        # other waits for, a deadlock that PostgreSQL ends by failing one of them.
+        for key in sorted({row.job.unique_key for row in rows if row.job.unique_key}):
+            await engine.lock_unique(tx, key)
         for i, row in enumerate(rows):
             if stored[i] is None:
                 stored[i] = await _insert_unique(engine, tx, row, now)
@@ -121,11 +126,11 @@ async def _insert(conn: Connection, jobs: Sequence[NewJob]) -> list[Job]:
 
 
 async def _insert_unique(engine: Engine, tx: db.Transaction, row: Insert, now: datetime) -> Job:
+    """Insert a unique job whose key the transaction has locked, unless it has a duplicate."""
     job = row.job
     unique, key = job.unique, job.unique_key
     assert unique is not None
     assert key is not None
-    await engine.lock_unique(tx, key)
     since = EPOCH if unique.period_s is None else now - timedelta(seconds=unique.period_s)
     existing = await engine.find_unique(tx, key, unique.states, since)
     if existing is not None:

@@ -4,7 +4,11 @@
 
     JobsSupervisor (one_for_one)
     ├── Notifier            the database's notifications: wake-ups and signals
+    ├── Heartbeat           this node's row among the running nodes (heartbeat.py)
     ├── Stager              scheduled and retryable jobs become available when due
+    ├── Lifeline            rescues the jobs of lost nodes (lifeline.py)
+    ├── Pruner              deletes old ended jobs, unless disabled (pruner.py)
+    ├── QueueMetrics        queue depths and rates, when listened to (queue_metrics.py)
     ├── <plugins>           each plugin given, in order (plugin.py)
     └── QueueSupervisor     one per queue: Producer, Executor, Watchman (queue_supervisor.py)
 
@@ -30,12 +34,17 @@ from .engine import Engine, engine_for
 from .enqueue import enqueue, enqueue_many
 from .exceptions import QueueNotRunning
 from .executor import CANCELLED
+from .heartbeat import Heartbeat
 from .job import Job, State
+from .lifeline import Lifeline
 from .migrations import COMPONENT, MIGRATIONS
 from .new_job import NewJob, check_name
-from .notifier import Notifier, signal
+from .notifier import Notifier
 from .plugin import Plugin
+from .pruner import Pruner
 from .queue import Queue, QueueInfo, check_limit
+from .queue_metrics import OutcomeCounts, QueueMetrics
+from .queue_settings import QueueSettings, command
 from .queue_supervisor import QueueSupervisor
 from .registry import WorkerRegistry
 from .stager import Stager
@@ -66,6 +75,14 @@ class Jobs:
         shutdown_grace_s: how long running jobs may take to finish when the node stops.
         migrate: run the ``"jobs"`` migrations when started (default true).
         plugins: processes to run beside the queues, in order (:class:`Plugin`).
+        heartbeat_interval_s: how often this node writes its row of the running nodes.
+        rescue_after_s: how long a node's row may go without a beat before the node is
+            lost and its executing jobs are rescued (more than ``heartbeat_interval_s``).
+        prune_after_s: how long completed, discarded and cancelled jobs are kept (default
+            7 days); ``None`` keeps them for ever (no pruner).
+        prune_interval_s: how often the pruner looks for jobs to delete.
+        metrics_interval_s: how often queue depths and rates are emitted
+            (``("trunkline", "jobs", "queue", "stats")``, only while a handler listens).
 
     Raises:
         TypeError, ValueError: an invalid option, named in the message.
@@ -97,6 +114,11 @@ class Jobs:
         shutdown_grace_s: float = 15.0,
         migrate: bool = True,
         plugins: Iterable[Plugin] = (),
+        heartbeat_interval_s: float = 5.0,
+        rescue_after_s: float = 60.0,
+        prune_after_s: float | None = 604_800.0,
+        prune_interval_s: float = 60.0,
+        metrics_interval_s: float = 10.0,
     ) -> None:
         if not isinstance(database, db.Database):
             raise TypeError(f"database must be a trunkline.db.Database, not {database!r}")
@@ -114,10 +136,26 @@ class Jobs:
         self.shutdown_grace_s = _seconds("shutdown_grace_s", shutdown_grace_s, zero=True)
         self.migrate = bool(migrate)
         self.plugins = _plugins(plugins)
+        self.heartbeat_interval_s = _seconds("heartbeat_interval_s", heartbeat_interval_s)
+        self.rescue_after_s = _seconds("rescue_after_s", rescue_after_s)
+        if self.rescue_after_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                f"rescue_after_s ({rescue_after_s!r}) must be more than heartbeat_interval_s "
+                f"({heartbeat_interval_s!r}): a live node would be taken for lost"
+            )
+        self.prune_after_s = (
+            None if prune_after_s is None else _seconds("prune_after_s", prune_after_s)
+        )
+        self.prune_interval_s = _seconds("prune_interval_s", prune_interval_s)
+        self.metrics_interval_s = _seconds("metrics_interval_s", metrics_interval_s)
+        self.outcomes = OutcomeCounts()  # counted by the producers, for the queue metrics
         # This node's processes by role, and its running jobs by id: registries of its own,
         # so that several job systems (tests, two "nodes" in one process) never meet.
         self.names = otp.Registry("unique", name=f"jobs {self.node}")
         self.running = otp.Registry("unique", name=f"jobs running on {self.node}")
+        # The settings for every node (queue_settings.py) as this node last read or wrote
+        # them, by queue: producers apply what changed since, and survive restarts with it.
+        self.settings_seen: dict[str, QueueSettings] = {}
         self.queues: dict[str, Queue] = {
             check_name("queue", name): Queue(self, name, limit) for name, limit in queues.items()
         }
@@ -147,7 +185,9 @@ class Jobs:
 
     async def pause(self, queue: str, *, local_only: bool = False) -> None:
         """Stop fetching jobs of ``queue`` (running ones go on), on this node, and on every
-        node unless ``local_only``.
+        node unless ``local_only``: then it is stored, and lasts across restarts until
+        resumed (see :func:`~trunkline.jobs.pause_queue`); ``local_only`` changes are this
+        node's, in memory, until the stored settings next change.
 
         Raises:
             QueueNotRunning: ``local_only`` and the queue does not run here.
@@ -200,11 +240,13 @@ class Jobs:
 
     async def _command(self, queue: str, request: Any, local_only: bool, **fields: Any) -> None:
         check_name("queue", queue)
+        if not local_only:
+            # Stored (and signalled) first: a change that could not be stored changes nothing.
+            action = request if isinstance(request, str) else request[0]
+            settings = await command(self.database, queue, action, node=self.node, **fields)
+            self.settings_seen[queue] = settings
         if queue in self.queues or local_only:
             await self.control(queue, request)
-        if not local_only:
-            action = request if isinstance(request, str) else request[0]
-            await signal(self.database, action, queue=queue, node=self.node, **fields)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -261,7 +303,17 @@ class JobsSupervisor(otp.Supervisor):
         return otp.SupervisorSpec(
             [
                 otp.child_spec(Notifier, jobs, id="notifier", name=otp.Via(names, "notifier")),
+                otp.child_spec(Heartbeat, jobs, id="heartbeat", name=otp.Via(names, "heartbeat")),
                 otp.child_spec(Stager, jobs, id="stager", name=otp.Via(names, "stager")),
+                otp.child_spec(Lifeline, jobs, id="lifeline", name=otp.Via(names, "lifeline")),
+                *(
+                    [otp.child_spec(Pruner, jobs, id="pruner", name=otp.Via(names, "pruner"))]
+                    if jobs.prune_after_s is not None
+                    else []
+                ),
+                otp.child_spec(
+                    QueueMetrics, jobs, id="queue_metrics", name=otp.Via(names, "queue_metrics")
+                ),
                 *(plugin.child_spec(jobs) for plugin in jobs.plugins),
                 *(
                     otp.child_spec(

@@ -77,8 +77,8 @@ class NewJob:
         set_ = object.__setattr__
         set_(self, "tags", tags)
         set_(self, "args_json", encode_json(self.args, "args"))
-        set_(self, "meta_json", encode_json(self.meta, "meta"))
-        set_(self, "tags_json", json.dumps(list(tags)))
+        set_(self, "meta_json", encode_json(self.meta, "meta") if self.meta else "{}")
+        set_(self, "tags_json", _ENCODE(list(tags)) if tags else "[]")
         key = None if self.unique is None else self.unique.key(self.worker, self.queue, self.args)
         set_(self, "unique_key", key)
 
@@ -163,8 +163,29 @@ def encode_json(value: Any, what: str) -> str:
             a tuple (it would come back a list), a dict key that is not a string (it would
             come back a string), ``NaN`` or an infinity. The message says where.
     """
-    _check(value, what)
-    return json.dumps(value, separators=(",", ":"))
+    if not _is_json(value):
+        _check(value, what)  # finds where, and raises
+    return _ENCODE(value)
+
+
+# One encoder for every job: json.dumps makes one per call when given separators.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _is_json(value: Any) -> bool:
+    # The common case, without building the path of every item: _check does on failure.
+    if value is None or isinstance(value, str | int):  # bool is an int
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not _is_json(item):
+                return False
+        return True
+    if isinstance(value, list):
+        return all(_is_json(item) for item in value)
+    return False
 
 
 def _check(value: Any, path: str) -> None:

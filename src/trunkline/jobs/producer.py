@@ -18,6 +18,10 @@ with jitter) and tries again: it never crashes for it, so an outage does not use
 supervisor's restart intensity. Outcomes not yet written are kept and written when the
 database is back; as each statement only ends executions still ``executing``, writing one
 twice changes nothing.
+
+The queue's settings for every node (``trunkline_job_queues``, see ``queue_settings.py``)
+are read when the producer starts and on each poll, never on the fetch: a pause or a limit
+stored by any process reaches this node within a poll, even without a notification.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .execution import quarantine
 from .executor import Finished
 from .job import Job
 from .queue import MAX_LIMIT, Queue, QueueInfo
+from .queue_settings import QueueSettings
 
 __all__ = ["WAKE", "Producer"]
 
@@ -86,6 +91,7 @@ class Producer(Stage):
                     queue.name,
                     count,
                 )
+        await self._read_settings()
         otp.send_after(queue.jobs.poll_interval_s, self.pid, _POLL)
         return ProducerInit()
 
@@ -122,11 +128,14 @@ class Producer(Stage):
             add = self.acks.add
             for outcome in message.outcomes:
                 add(outcome)
+            self.queue.jobs.outcomes.add(self.queue.name, message.outcomes)  # for the rates
             self._queue_work()
         elif message == WAKE:
             self._queue_work()
         elif message == _POLL:
             otp.send_after(self.queue.jobs.poll_interval_s, self.pid, _POLL)
+            if not self.backing_off:  # the database is failing: the retry will tell
+                await self._read_settings()
             self._queue_work()
         elif message == _RETRY:
             self.backing_off = False
@@ -160,13 +169,24 @@ class Producer(Stage):
         count = min(self.demand, queue.limit - self.running)
         if count <= 0:
             return None
+        engine = queue.engine
+        # Where the dialect does both in one statement, the completed jobs' outcomes ride
+        # with the fetch: one round trip and one commit a round instead of two.
+        completed = self.acks.completed if engine.completes_on_fetch else ()
         try:
-            rows = await queue.engine.fetch(
-                queue.database, queue.name, count, queue.node, otp.current_node().clock.now()
+            rows = await engine.fetch_completing(
+                queue.database,
+                queue.name,
+                count,
+                queue.node,
+                otp.current_node().clock.now(),
+                completed,
             )
         except db.DatabaseError as error:
             self._failed("fetch", error)
             return None
+        if completed:
+            self.acks.completed = []
         self.failures = 0
         jobs = []
         for row in rows:
@@ -193,6 +213,32 @@ class Producer(Stage):
         self.failures = 0
         if later:
             self._tell_stager()
+
+    async def _read_settings(self) -> None:
+        """Apply what changed in the queue's stored settings since this node last saw them
+        (all of them the first time): a change made with ``local_only`` lasts until then."""
+        queue = self.queue
+        try:
+            row = await queue.engine.queue_settings(queue.database, queue.name)
+        except db.DatabaseError as error:
+            log.warning("queue %r: could not read its settings: %s", queue.name, error)
+            return
+        if row is None:
+            return
+        settings = QueueSettings.from_row(row)
+        seen_by_queue = queue.jobs.settings_seen
+        seen = seen_by_queue.get(queue.name)
+        if settings == seen:
+            return
+        seen_by_queue[queue.name] = settings
+        if seen is None or settings.paused != seen.paused:
+            queue.paused = settings.paused
+        limit = settings.limit
+        if limit is not None and (seen is None or limit != seen.limit):
+            if type(limit) is int and 1 <= limit <= MAX_LIMIT:
+                queue.limit = limit
+            else:
+                log.warning("queue %r: ignored a stored limit of %r", queue.name, limit)
 
     def _quarantine(self, row: db.Row, error: MalformedJob) -> None:
         """Discard a row that is not a job, with the reason, rather than fail on it."""

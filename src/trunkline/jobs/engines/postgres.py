@@ -7,10 +7,11 @@
 - **Batches** travel as arrays (``unnest``): one statement inserts any number of jobs, and one
   acknowledges any number of outcomes of a kind.
 - **Notifications**: in a caller's transaction, the insert statement sends its wake-up
-  itself (``pg_notify``), delivered when the transaction commits. Outside one, the wake-up
-  follows the committed insert from an announcer that sends one ``NOTIFY`` per queue for a
-  whole burst of inserts: a notifying commit holds a server-wide lock through its WAL flush,
-  which would make concurrent enqueuers commit one at a time.
+  itself (``pg_notify``), delivered when the transaction commits. Outside one, a lone
+  insert (none other of this node in flight) notifies itself too: one commit. Inserts made
+  while others are in flight leave their wake-up to an announcer that sends one ``NOTIFY``
+  per queue for a whole burst of inserts: a notifying commit holds a server-wide lock
+  through its WAL flush, which would make concurrent enqueuers commit one at a time.
 - **Unique keys** are locked with ``pg_advisory_xact_lock``, held until the transaction ends.
 
 The statements are PostgreSQL's only: each ``Query`` is given one text, which this engine
@@ -29,7 +30,7 @@ from trunkline import db, otp
 
 from ..engine import INSERT_CHANNEL, Connection, Engine, Insert
 from ..job import COLUMNS, State
-from ..migrations import TABLE
+from ..migrations import NODES_TABLE, TABLE
 
 __all__ = ["PostgresEngine"]
 
@@ -101,6 +102,26 @@ _FETCH = db.Query(
         FROM next WHERE j.id = next.id
         RETURNING {_RETURNING}""",
 )
+# The fetch, with the outcomes of jobs that completed meanwhile: a data-modifying CTE runs
+# whether or not the rest reads it, and it ends executions, the fetch takes available jobs,
+# so the two never touch one row.
+_FETCH_COMPLETING = db.Query(
+    "jobs.fetch_completing",
+    f"""
+        WITH done AS (
+            UPDATE {TABLE} SET state = 'completed', completed_at = $3
+            WHERE id = ANY($5::bigint[]) AND state = 'executing'),
+        next AS MATERIALIZED (
+            SELECT id FROM {TABLE}
+            WHERE state = 'available' AND queue = $1
+            ORDER BY priority, scheduled_at, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+        UPDATE {TABLE} AS j
+        SET state = 'executing', attempt = j.attempt + 1, attempted_at = $3, attempted_by = $4
+        FROM next WHERE j.id = next.id
+        RETURNING {_RETURNING}""",
+)
 _COMPLETE = db.Query(
     "jobs.complete",
     f"""
@@ -160,6 +181,52 @@ _STAGE = db.Query(
             RETURNING j.queue)
         SELECT queue, count(*), pg_notify($3, queue)::text FROM staged GROUP BY queue""",
 )
+_BEAT = db.Query(
+    "jobs.beat",
+    f"""
+        INSERT INTO {NODES_TABLE} (node, started_at, beat_at, queues)
+        VALUES ($1, $2, $3, $4::jsonb)
+        ON CONFLICT (node) DO UPDATE
+        SET started_at = EXCLUDED.started_at, beat_at = EXCLUDED.beat_at,
+            queues = EXCLUDED.queues""",
+)
+# A node without a row counts from when it fetched the job: its row is written before its
+# queues start, so only a job fetched before the cutoff can be a lost one's.
+_RESCUE = db.Query(
+    "jobs.rescue",
+    f"""
+        WITH lost AS MATERIALIZED (
+            SELECT j.id FROM {TABLE} AS j
+            LEFT JOIN {NODES_TABLE} AS n ON n.node = j.attempted_by
+            WHERE j.state = 'executing' AND j.attempted_by <> $2
+                  AND COALESCE(n.beat_at, j.attempted_at) < $1
+            ORDER BY j.id
+            LIMIT $6
+            FOR UPDATE OF j SKIP LOCKED)
+        UPDATE {TABLE} AS j
+        SET state = CASE WHEN j.attempt < j.max_attempts THEN 'available' ELSE 'discarded' END,
+            discarded_at = CASE WHEN j.attempt < j.max_attempts THEN j.discarded_at ELSE $3 END,
+            errors = CASE WHEN jsonb_typeof(j.errors) = 'array' THEN j.errors
+                          ELSE '[]'::jsonb END
+                     || jsonb_build_array(jsonb_build_object(
+                            'attempt', j.attempt, 'at', $4::text, 'node', j.attempted_by,
+                            'type', 'NodeLost',
+                            'message', 'node ' || quote_literal(j.attempted_by) || $5::text,
+                            'traceback', NULL))
+        FROM lost WHERE j.id = lost.id AND j.state = 'executing'
+        RETURNING j.id, j.queue, j.state, j.attempted_by""",
+)
+_PRUNE = db.Query(
+    "jobs.prune",
+    f"""
+        WITH old AS MATERIALIZED (
+            SELECT id FROM {TABLE}
+            WHERE state IN ('completed', 'discarded', 'cancelled')
+                  AND COALESCE(completed_at, discarded_at, cancelled_at) < $1
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+        DELETE FROM {TABLE} AS j USING old WHERE j.id = old.id""",
+)
 
 
 class PostgresEngine(Engine):
@@ -169,10 +236,11 @@ class PostgresEngine(Engine):
 
     async def insert(self, conn: Connection, rows: Sequence[Insert], now: datetime) -> list[int]:
         queues = sorted({row.job.queue for row in rows if row.state == "available"})
-        # In the caller's transaction, the statement itself notifies (on commit). Outside
-        # one, the wake-up follows, coalesced, from an announcer: a commit that notifies
-        # holds, through its WAL flush, a lock that every other notifying commit of the
-        # server waits for, so concurrent enqueuers would otherwise commit one at a time.
+        # In the caller's transaction, the statement itself notifies (on commit); so does a
+        # lone insert outside one. Otherwise the wake-up follows, coalesced, from an
+        # announcer: a commit that notifies holds, through its WAL flush, a lock that every
+        # other notifying commit of the server waits for, so concurrent enqueuers would
+        # commit one at a time.
         in_transaction = isinstance(conn, db.Transaction)
         if len(rows) == 1:
             row = rows[0]
@@ -192,6 +260,20 @@ class PostgresEngine(Engine):
             )
             if queues and in_transaction:
                 ids = [await conn.fetch_val(_INSERT_ONE_AND_NOTIFY, *args, INSERT_CHANNEL)]
+            elif queues and self._alone(conn):
+                # No other insert of this node is in flight: a notifying commit has nobody
+                # to hold up, and one commit is cheaper than an insert and a NOTIFY.
+                assert isinstance(conn, db.Database)
+                inserting = self._inserting
+                inserting[conn] = inserting.get(conn, 0) + 1
+                try:
+                    ids = [await conn.fetch_val(_INSERT_ONE_AND_NOTIFY, *args, INSERT_CHANNEL)]
+                finally:
+                    if inserting[conn] == 1:
+                        del inserting[conn]
+                    else:
+                        inserting[conn] -= 1
+                return ids
             else:
                 ids = [await conn.fetch_val(_INSERT_ONE, *args)]
         else:
@@ -219,6 +301,12 @@ class PostgresEngine(Engine):
             _Announcer.announce(conn, queues)
         return ids
 
+    # Notifying inserts in flight outside transactions, per database.
+    _inserting: ClassVar[dict[db.Database, int]] = {}
+
+    def _alone(self, conn: Connection) -> bool:
+        return conn not in self._inserting and conn not in _Announcer.running
+
     async def lock_unique(self, tx: db.Transaction, key: str) -> None:
         # Advisory lock ids are the whole server's: hash the key with our table's name.
         digest = hashlib.blake2b(f"{TABLE}:{key}".encode(), digest_size=8).digest()
@@ -234,6 +322,23 @@ class PostgresEngine(Engine):
     ) -> list[db.Row]:
         rows = await database.fetch(_FETCH, queue, limit, now, node)
         # RETURNING follows no order: put them back in the queue's.
+        rows.sort(key=_queue_order)
+        return rows
+
+    completes_on_fetch = True
+
+    async def fetch_completing(
+        self,
+        database: db.Database,
+        queue: str,
+        limit: int,
+        node: str,
+        now: datetime,
+        completed: Sequence[int],
+    ) -> list[db.Row]:
+        if not completed:
+            return await self.fetch(database, queue, limit, node, now)
+        rows = await database.fetch(_FETCH_COMPLETING, queue, limit, now, node, list(completed))
         rows.sort(key=_queue_order)
         return rows
 
@@ -267,6 +372,27 @@ class PostgresEngine(Engine):
     async def stage(self, database: db.Database, now: datetime, limit: int) -> dict[str, int]:
         rows = await database.fetch(_STAGE, now, limit, INSERT_CHANNEL)
         return {row[0]: row[1] for row in rows}
+
+    async def beat(
+        self, database: db.Database, node: str, started_at: datetime, now: datetime, queues: str
+    ) -> None:
+        await database.execute(_BEAT, node, started_at, now, queues)
+
+    async def rescue(
+        self,
+        database: db.Database,
+        cutoff: datetime,
+        node: str,
+        now: datetime,
+        message: str,
+        limit: int,
+    ) -> list[db.Row]:
+        rows = await database.fetch(_RESCUE, cutoff, node, now, now.isoformat(), message, limit)
+        await self.notify_queues(database, sorted({r[1] for r in rows if r[2] == "available"}))
+        return rows
+
+    async def prune(self, database: db.Database, cutoff: datetime, limit: int) -> int:
+        return await database.execute(_PRUNE, cutoff, limit)
 
 
 class _Announcer:

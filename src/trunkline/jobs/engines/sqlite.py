@@ -22,7 +22,7 @@ from trunkline import db
 
 from ..engine import Connection, Engine, Insert
 from ..job import COLUMNS, State
-from ..migrations import TABLE
+from ..migrations import NODES_TABLE, TABLE
 
 __all__ = ["SQLiteEngine"]
 
@@ -106,6 +106,43 @@ _SNOOZE = db.Query(
             attempt = CASE WHEN {_T}.attempt > 0 THEN {_T}.attempt - 1 ELSE 0 END
         FROM json_each($1) AS u
         WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+)
+_BEAT = db.Query(
+    "jobs.beat",
+    f"""INSERT INTO {NODES_TABLE} (node, started_at, beat_at, queues) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (node) DO UPDATE
+        SET started_at = excluded.started_at, beat_at = excluded.beat_at,
+            queues = excluded.queues""",
+)
+# A node without a row counts from when it fetched the job: its row is written before its
+# queues start, so only a job fetched before the cutoff can be a lost one's.
+_RESCUE = db.Query(
+    "jobs.rescue",
+    f"""UPDATE {_T}
+        SET state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
+            discarded_at = CASE WHEN attempt < max_attempts THEN discarded_at ELSE $3 END,
+            errors = CASE WHEN json_valid(errors) AND json_type(errors) = 'array'
+                          THEN json_insert(errors, '$[#]', json(<error>))
+                          ELSE json_array(json(<error>)) END
+        WHERE id IN (SELECT j.id FROM {_T} AS j
+                     LEFT JOIN {NODES_TABLE} AS n ON n.node = j.attempted_by
+                     WHERE j.state = 'executing' AND j.attempted_by <> $2
+                           AND COALESCE(n.beat_at, j.attempted_at) < $1
+                     ORDER BY j.id
+                     LIMIT $6)
+        RETURNING id, queue, state, attempted_by""".replace(
+        "<error>",
+        "json_object('attempt', attempt, 'at', $4, 'node', attempted_by, 'type', 'NodeLost', "
+        "'message', 'node ' || quote(attempted_by) || $5, 'traceback', NULL)",
+    ),
+)
+_PRUNE = db.Query(
+    "jobs.prune",
+    f"""DELETE FROM {_T}
+        WHERE id IN (SELECT id FROM {_T}
+                     WHERE state IN ('completed', 'discarded', 'cancelled')
+                           AND COALESCE(completed_at, discarded_at, cancelled_at) < $1
+                     LIMIT $2)""",
 )
 _STAGE = db.Query(
     "jobs.stage",
@@ -217,6 +254,27 @@ class SQLiteEngine(Engine):
         staged = Counter(row[0] for row in await database.fetch(_STAGE, now, limit))
         await self.notify_queues(database, sorted(staged))
         return dict(staged)
+
+    async def beat(
+        self, database: db.Database, node: str, started_at: datetime, now: datetime, queues: str
+    ) -> None:
+        await database.execute(_BEAT, node, started_at, now, queues)
+
+    async def rescue(
+        self,
+        database: db.Database,
+        cutoff: datetime,
+        node: str,
+        now: datetime,
+        message: str,
+        limit: int,
+    ) -> list[db.Row]:
+        rows = await database.fetch(_RESCUE, cutoff, node, now, now.isoformat(), message, limit)
+        await self.notify_queues(database, sorted({r[1] for r in rows if r[2] == "available"}))
+        return rows
+
+    async def prune(self, database: db.Database, cutoff: datetime, limit: int) -> int:
+        return await database.execute(_PRUNE, cutoff, limit)
 
 
 def _available_queues(rows: Sequence[Insert]) -> list[str]:
