@@ -175,7 +175,7 @@ async def engine_loop(database: db.Database, n: int) -> float:
     start = time.perf_counter()
     while rows := await engine.fetch(database, "default", LIMIT, "bench", clock.now()):
         ids = [jobs.Job.from_row(row).id for row in rows]
-        await engine.complete(database, ids, clock.now())
+        await engine.complete(database, ids, clock.now(), "bench")
     return n / (time.perf_counter() - start)
 
 

@@ -86,11 +86,18 @@ async def test_outcomes_change_only_executions_still_running(
         now = clock.now()
         later = now + timedelta(seconds=30)
         error = json.dumps({"type": "E", "message": "m"})
-        await engine.complete(database, [ids[0], ids[1]], now)
-        await engine.retry(database, [ids[2]], [later], [error])
-        await engine.discard(database, [ids[3]], [error], now)
-        await engine.cancel(database, [ids[4]], [error], now)
-        await engine.snooze(database, [ids[5]], [later])
+        # Another node's word on these executions changes nothing (a node taken for lost).
+        await engine.complete(database, ids, now, "elsewhere")
+        await engine.retry(database, ids, [later] * 6, [error] * 6, "elsewhere")
+        await engine.discard(database, ids, [error] * 6, now, "elsewhere")
+        await engine.cancel(database, ids, [error] * 6, now, "elsewhere")
+        await engine.snooze(database, ids, [later] * 6, "elsewhere")
+        assert {(await jobs.get_job(database, i)).state for i in ids[1:]} == {"executing"}  # type: ignore[union-attr]
+        await engine.complete(database, [ids[0], ids[1]], now, NODE)
+        await engine.retry(database, [ids[2]], [later], [error], NODE)
+        await engine.discard(database, [ids[3]], [error], now, NODE)
+        await engine.cancel(database, [ids[4]], [error], now, NODE)
+        await engine.snooze(database, [ids[5]], [later], NODE)
         states = [
             (job.state, job.attempt) for job in [await jobs.get_job(database, i) for i in ids]
         ]
@@ -106,7 +113,7 @@ async def test_outcomes_change_only_executions_still_running(
         assert retried is not None
         assert (retried.scheduled_at, retried.errors) == (later, [{"type": "E", "message": "m"}])
         # Written twice (after a failure, say): nothing more changes.
-        await engine.retry(database, [ids[2]], [later], [error])
+        await engine.retry(database, [ids[2]], [later], [error], NODE)
         assert await jobs.get_job(database, ids[2]) == retried
         assert len(stored) == 6
 
@@ -157,7 +164,7 @@ async def test_the_fetch_reads_its_partial_index_however_many_jobs_have_ended(
         for start in range(0, len(ended), 1000):
             await jobs.enqueue_many(database, ended[start : start + 1000])
             ids = [job.id for job in await fetch(database, "default", 1000)]
-            await engine.complete(database, ids, EPOCH)
+            await engine.complete(database, ids, EPOCH, NODE)
         await jobs.enqueue_many(database, [jobs.new_job("w", {}) for _ in range(5)])
         await database.execute(f"ANALYZE {jobs.TABLE}")
         if backend.name == "postgresql":

@@ -15,9 +15,10 @@ __all__ = ["Acks"]
 class Acks:
     """Outcomes waiting to be written, by kind: one statement per kind that has some."""
 
-    __slots__ = ("cancelled", "completed", "discarded", "retryable", "snoozed")
+    __slots__ = ("cancelled", "completed", "discarded", "node", "retryable", "snoozed")
 
-    def __init__(self) -> None:
+    def __init__(self, node: str) -> None:
+        self.node = node  # whose executions they end
         self.completed: list[int] = []
         self.retryable: list[Outcome] = []
         self.discarded: list[tuple[int, str]] = []
@@ -54,7 +55,7 @@ class Acks:
         """
         later = False
         if self.completed:
-            await engine.complete(database, self.completed, now)
+            await engine.complete(database, self.completed, now, self.node)
             self.completed = []
         if self.retryable:
             outcomes = self.retryable
@@ -63,17 +64,26 @@ class Acks:
                 [o.job.id for o in outcomes],
                 [o.scheduled_at for o in outcomes],  # type: ignore[misc]
                 [o.error for o in outcomes],  # type: ignore[misc]
+                self.node,
             )
             self.retryable = []
             later = True
         if self.discarded:
             await engine.discard(
-                database, [i for i, _ in self.discarded], [e for _, e in self.discarded], now
+                database,
+                [i for i, _ in self.discarded],
+                [e for _, e in self.discarded],
+                now,
+                self.node,
             )
             self.discarded = []
         if self.cancelled:
             await engine.cancel(
-                database, [i for i, _ in self.cancelled], [e for _, e in self.cancelled], now
+                database,
+                [i for i, _ in self.cancelled],
+                [e for _, e in self.cancelled],
+                now,
+                self.node,
             )
             self.cancelled = []
         if self.snoozed:
@@ -82,6 +92,7 @@ class Acks:
                 database,
                 [o.job.id for o in outcomes],
                 [o.scheduled_at for o in outcomes],  # type: ignore[misc]
+                self.node,
             )
             self.snoozed = []
             later = True

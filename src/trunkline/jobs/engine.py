@@ -7,8 +7,9 @@ in one statement, fetching (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; the one wr
 SQLite), acknowledging outcomes in batches, staging due jobs, locking a unique key.
 :func:`engine_for` picks the one for a database or transaction.
 
-Every statement that ends an execution guards on ``state = 'executing'``: an outcome that
-arrives after the job was cancelled (by ``cancel_job``) changes nothing.
+Every statement that ends an execution guards on ``state = 'executing'`` and on the node
+that runs it: an outcome that arrives after the job was cancelled (by ``cancel_job``), or
+from a node the lifeline took for lost while the job runs again elsewhere, changes nothing.
 
 Notifications: inserting (or staging, or putting back) available jobs notifies
 :data:`INSERT_CHANNEL` with the queue's name, so that idle producers wake at once; the
@@ -17,6 +18,7 @@ PostgreSQL engine sends them from the same statement, SQLite's through the datab
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeAlias
@@ -62,6 +64,12 @@ _PRUNE_NODES = db.Query(
 
 _GET = db.Query("jobs.get", f"SELECT {COLUMNS} FROM {TABLE} WHERE id = $1")
 _STATE = db.Query("jobs.state", f"SELECT state FROM {TABLE} WHERE id = $1")
+_CANCELLED_AMONG = db.Query(
+    "jobs.cancelled_among",
+    postgresql=f"SELECT id FROM {TABLE} WHERE id = ANY($1::bigint[]) AND state = 'cancelled'",
+    sqlite=f"""SELECT id FROM {TABLE}
+        WHERE id IN (SELECT value FROM json_each($1)) AND state = 'cancelled'""",
+)
 _NEXT_DUE = db.Query(
     "jobs.next_due",
     f"SELECT scheduled_at FROM {TABLE} WHERE state IN ('scheduled', 'retryable') "
@@ -187,11 +195,17 @@ class Engine:
         failure leaves no job taken and not returned.
         """
         if completed:
-            await self.complete(database, completed, now)
+            await self.complete(database, completed, now, node)
         return await self.fetch(database, queue, limit, node, now)
 
-    async def complete(self, database: db.Database, ids: Sequence[int], now: datetime) -> None:
-        """Mark the executing jobs ``ids`` completed."""
+    # Outcomes: each ends only executions still executing on ``node``, so an outcome that
+    # comes late - after a cancel_job, or from a node the lifeline took for lost and whose
+    # job runs again elsewhere - changes nothing.
+
+    async def complete(
+        self, database: db.Database, ids: Sequence[int], now: datetime, node: str
+    ) -> None:
+        """Mark the jobs ``ids`` executing on ``node`` completed."""
         raise NotImplementedError
 
     async def retry(
@@ -200,27 +214,44 @@ class Engine:
         ids: Sequence[int],
         scheduled_at: Sequence[datetime],
         errors: Sequence[str],
+        node: str,
     ) -> None:
-        """Mark executing jobs retryable at their time, each appending its error (JSON)."""
+        """Mark jobs executing on ``node`` retryable at their time, each appending its error
+        (JSON)."""
         raise NotImplementedError
 
     async def discard(
-        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        errors: Sequence[str],
+        now: datetime,
+        node: str,
     ) -> None:
-        """Mark executing jobs discarded, each appending its error (JSON); a job whose
+        """Mark jobs executing on ``node`` discarded, each appending its error (JSON); a job whose
         ``errors`` is not a JSON array (a malformed row) gets a new one."""
         raise NotImplementedError
 
     async def cancel(
-        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        errors: Sequence[str],
+        now: datetime,
+        node: str,
     ) -> None:
-        """Mark executing jobs cancelled, each appending its error (JSON)."""
+        """Mark jobs executing on ``node`` cancelled, each appending its error (JSON)."""
         raise NotImplementedError
 
     async def snooze(
-        self, database: db.Database, ids: Sequence[int], scheduled_at: Sequence[datetime]
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        scheduled_at: Sequence[datetime],
+        node: str,
     ) -> None:
-        """Put executing jobs back to ``scheduled`` at their time, giving their attempt back."""
+        """Put jobs executing on ``node`` back to ``scheduled`` at their time, giving their
+        attempt back."""
         raise NotImplementedError
 
     async def put_back(self, database: db.Database, queue: str, node: str) -> int:
@@ -301,6 +332,15 @@ class Engine:
     async def state_of(self, conn: Connection, job_id: int) -> State | None:
         state: State | None = await conn.fetch_val(_STATE, job_id)
         return state
+
+    signals_cross_processes: ClassVar[bool] = True
+    """Whether a notification reaches every node (PostgreSQL's do; SQLite's stay in the
+    process that sent them, so its nodes look for cancelled jobs on a poll)."""
+
+    async def cancelled_among(self, conn: Connection, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` that are cancelled."""
+        arg: Any = list(ids) if self.dialect == "postgresql" else json.dumps(list(ids))
+        return [row[0] for row in await conn.fetch(_CANCELLED_AMONG, arg)]
 
     async def list_jobs(
         self,

@@ -13,6 +13,11 @@ It listens on two channels (see :mod:`trunkline.jobs.engine`):
   ``{"action": "scale", "queue": "mail", "limit": 20, "node": "..."}`` apply to the queue on
   every node but the one that sent them (which acted already).
 
+On SQLite notifications stay in the process that sent them, so a job cancelled by another
+process (the command line, another node on the same file) would run on to its end: there
+the notifier also looks, every ``poll_interval_s`` while jobs run here, for those of them
+that were cancelled, and stops them.
+
 A subscription is read by a small linked process that forwards each notification as a
 message, so the notifier stays an ordinary server. If listening fails (the database is down)
 or the subscription ends, it tries again with backoff; meanwhile the producers' polls keep
@@ -42,6 +47,7 @@ __all__ = ["Notifier", "signal"]
 log = logging.getLogger("trunkline.jobs")
 
 _LISTEN = "listen"
+_CHECK_CANCELLED = "check_cancelled"
 _CLOSED = "closed"
 
 
@@ -61,6 +67,8 @@ class Notifier(otp.GenServer):
         self.pump: otp.Pid | None = None
         self.failures = 0
         await self._listen()
+        if not jobs.engine.signals_cross_processes:
+            otp.send_after(jobs.poll_interval_s, self.pid, _CHECK_CANCELLED)
 
     async def _listen(self) -> None:
         try:
@@ -89,6 +97,9 @@ class Notifier(otp.GenServer):
                 await self._signal(message.payload)
         elif message == _LISTEN:
             await self._listen()
+        elif message == _CHECK_CANCELLED:
+            otp.send_after(self.jobs.poll_interval_s, self.pid, _CHECK_CANCELLED)
+            await self._check_cancelled()
         elif type(message) is otp.Exit and message.pid is self.pump:
             # The subscription ended (the database closed) or its reader failed.
             self.pump = self.subscription = None
@@ -139,6 +150,23 @@ class Notifier(otp.GenServer):
             return
         if state == "cancelled":
             for pid, _ in entries:
+                otp.exit(pid, CANCELLED)
+
+    async def _check_cancelled(self) -> None:
+        """Stop the jobs running here that were cancelled (by another process)."""
+        jobs = self.jobs
+        running = jobs.running.select()
+        if not running:
+            return
+        try:
+            cancelled = await jobs.engine.cancelled_among(
+                jobs.database, [job_id for job_id, _, _ in running if type(job_id) is int]
+            )
+        except db.DatabaseError as error:
+            log.warning("jobs: could not look for cancelled jobs: %s", error)
+            return
+        for job_id in cancelled:
+            for pid, _ in jobs.running.lookup(job_id):
                 otp.exit(pid, CANCELLED)
 
     async def terminate(self, reason: Any) -> None:

@@ -76,7 +76,7 @@ class Producer(Stage):
         self.capacity = self.demand = 0
         self.work_queued = self.backing_off = self.stopping = False
         self.failures = 0
-        self.acks = Acks()
+        self.acks = Acks(queue.node)
         self.drain_waiters = []
         # Jobs a previous tree of this queue left executing on this node: its processes
         # are gone (the queue's supervisor stops all three before restarting any).

@@ -91,7 +91,7 @@ async def drain(
     engine = engine_for(database)
     clock = otp.current_node().clock
     counts = dict.fromkeys(("completed", "retryable", "discarded", "cancelled", "snoozed"), 0)
-    acks = Acks()
+    acks = Acks(node)
     while True:
         if with_scheduled:
             await engine.stage(database, _FAR_FUTURE, 1_000_000)

@@ -110,7 +110,7 @@ _FETCH_COMPLETING = db.Query(
     f"""
         WITH done AS (
             UPDATE {TABLE} SET state = 'completed', completed_at = $3
-            WHERE id = ANY($5::bigint[]) AND state = 'executing'),
+            WHERE id = ANY($5::bigint[]) AND state = 'executing' AND attempted_by = $4),
         next AS MATERIALIZED (
             SELECT id FROM {TABLE}
             WHERE state = 'available' AND queue = $1
@@ -126,7 +126,7 @@ _COMPLETE = db.Query(
     "jobs.complete",
     f"""
         UPDATE {TABLE} SET state = 'completed', completed_at = $2
-        WHERE id = ANY($1::bigint[]) AND state = 'executing'""",
+        WHERE id = ANY($1::bigint[]) AND state = 'executing' AND attempted_by = $3""",
 )
 _RETRYABLE = db.Query(
     "jobs.retryable",
@@ -135,7 +135,7 @@ _RETRYABLE = db.Query(
         SET state = 'retryable', scheduled_at = u.scheduled_at,
             errors = j.errors || jsonb_build_array(u.error::jsonb)
         FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, scheduled_at, error)
-        WHERE j.id = u.id AND j.state = 'executing'""",
+        WHERE j.id = u.id AND j.state = 'executing' AND j.attempted_by = $4""",
 )
 _DISCARD = db.Query(
     "jobs.discard",
@@ -146,7 +146,7 @@ _DISCARD = db.Query(
                           THEN j.errors || jsonb_build_array(u.error::jsonb)
                           ELSE jsonb_build_array(u.error::jsonb) END
         FROM unnest($1::bigint[], $2::text[]) AS u(id, error)
-        WHERE j.id = u.id AND j.state = 'executing'""",
+        WHERE j.id = u.id AND j.state = 'executing' AND j.attempted_by = $4""",
 )
 _CANCEL = db.Query(
     "jobs.cancelled",
@@ -155,7 +155,7 @@ _CANCEL = db.Query(
         SET state = 'cancelled', cancelled_at = $3,
             errors = j.errors || jsonb_build_array(u.error::jsonb)
         FROM unnest($1::bigint[], $2::text[]) AS u(id, error)
-        WHERE j.id = u.id AND j.state = 'executing'""",
+        WHERE j.id = u.id AND j.state = 'executing' AND j.attempted_by = $4""",
 )
 _SNOOZE = db.Query(
     "jobs.snooze",
@@ -164,7 +164,7 @@ _SNOOZE = db.Query(
         SET state = 'scheduled', scheduled_at = u.scheduled_at,
             attempt = CASE WHEN j.attempt > 0 THEN j.attempt - 1 ELSE 0 END
         FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, scheduled_at)
-        WHERE j.id = u.id AND j.state = 'executing'""",
+        WHERE j.id = u.id AND j.state = 'executing' AND j.attempted_by = $3""",
 )
 _STAGE = db.Query(
     "jobs.stage",
@@ -342,8 +342,10 @@ class PostgresEngine(Engine):
         rows.sort(key=_queue_order)
         return rows
 
-    async def complete(self, database: db.Database, ids: Sequence[int], now: datetime) -> None:
-        await database.execute(_COMPLETE, ids, now)
+    async def complete(
+        self, database: db.Database, ids: Sequence[int], now: datetime, node: str
+    ) -> None:
+        await database.execute(_COMPLETE, ids, now, node)
 
     async def retry(
         self,
@@ -351,23 +353,38 @@ class PostgresEngine(Engine):
         ids: Sequence[int],
         scheduled_at: Sequence[datetime],
         errors: Sequence[str],
+        node: str,
     ) -> None:
-        await database.execute(_RETRYABLE, ids, scheduled_at, errors)
+        await database.execute(_RETRYABLE, ids, scheduled_at, errors, node)
 
     async def discard(
-        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        errors: Sequence[str],
+        now: datetime,
+        node: str,
     ) -> None:
-        await database.execute(_DISCARD, ids, errors, now)
+        await database.execute(_DISCARD, ids, errors, now, node)
 
     async def cancel(
-        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        errors: Sequence[str],
+        now: datetime,
+        node: str,
     ) -> None:
-        await database.execute(_CANCEL, ids, errors, now)
+        await database.execute(_CANCEL, ids, errors, now, node)
 
     async def snooze(
-        self, database: db.Database, ids: Sequence[int], scheduled_at: Sequence[datetime]
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        scheduled_at: Sequence[datetime],
+        node: str,
     ) -> None:
-        await database.execute(_SNOOZE, ids, scheduled_at)
+        await database.execute(_SNOOZE, ids, scheduled_at, node)
 
     async def stage(self, database: db.Database, now: datetime, limit: int) -> dict[str, int]:
         rows = await database.fetch(_STAGE, now, limit, INSERT_CHANNEL)

@@ -67,7 +67,8 @@ _FETCH = db.Query(
 _COMPLETE = db.Query(
     "jobs.complete",
     f"""UPDATE {_T} SET state = 'completed', completed_at = $2
-        WHERE id IN (SELECT value FROM json_each($1)) AND state = 'executing'""",
+        WHERE id IN (SELECT value FROM json_each($1)) AND state = 'executing'
+            AND attempted_by = $3""",
 )
 # $1: [[id, scheduled_at, error], ...]
 _RETRYABLE = db.Query(
@@ -76,7 +77,8 @@ _RETRYABLE = db.Query(
         SET state = 'retryable', scheduled_at = u.value ->> 1,
             errors = json_insert({_T}.errors, '$[#]', json(u.value ->> 2))
         FROM json_each($1) AS u
-        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'
+            AND {_T}.attempted_by = $2""",
 )
 # $1: [[id, error], ...]
 _DISCARD = db.Query(
@@ -88,7 +90,8 @@ _DISCARD = db.Query(
                           THEN json_insert({_T}.errors, '$[#]', json(u.value ->> 1))
                           ELSE json_array(json(u.value ->> 1)) END
         FROM json_each($1) AS u
-        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'
+            AND {_T}.attempted_by = $3""",
 )
 _CANCEL = db.Query(
     "jobs.cancelled",
@@ -96,7 +99,8 @@ _CANCEL = db.Query(
         SET state = 'cancelled', cancelled_at = $2,
             errors = json_insert({_T}.errors, '$[#]', json(u.value ->> 1))
         FROM json_each($1) AS u
-        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'
+            AND {_T}.attempted_by = $3""",
 )
 # $1: [[id, scheduled_at], ...]
 _SNOOZE = db.Query(
@@ -105,7 +109,8 @@ _SNOOZE = db.Query(
         SET state = 'scheduled', scheduled_at = u.value ->> 1,
             attempt = CASE WHEN {_T}.attempt > 0 THEN {_T}.attempt - 1 ELSE 0 END
         FROM json_each($1) AS u
-        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'""",
+        WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'
+            AND {_T}.attempted_by = $2""",
 )
 _BEAT = db.Query(
     "jobs.beat",
@@ -159,6 +164,7 @@ class SQLiteEngine(Engine):
     """The engine for SQLite; see the module documentation."""
 
     dialect = "sqlite"
+    signals_cross_processes = False
 
     async def insert(self, conn: Connection, rows: Sequence[Insert], now: datetime) -> list[int]:
         if len(rows) == 1:
@@ -219,8 +225,10 @@ class SQLiteEngine(Engine):
         rows.sort(key=_queue_order)
         return rows
 
-    async def complete(self, database: db.Database, ids: Sequence[int], now: datetime) -> None:
-        await database.execute(_COMPLETE, json.dumps(list(ids)), now)
+    async def complete(
+        self, database: db.Database, ids: Sequence[int], now: datetime, node: str
+    ) -> None:
+        await database.execute(_COMPLETE, json.dumps(list(ids)), now, node)
 
     async def retry(
         self,
@@ -228,27 +236,42 @@ class SQLiteEngine(Engine):
         ids: Sequence[int],
         scheduled_at: Sequence[datetime],
         errors: Sequence[str],
+        node: str,
     ) -> None:
         rows = [[i, _text(at), e] for i, at, e in zip(ids, scheduled_at, errors, strict=True)]
-        await database.execute(_RETRYABLE, json.dumps(rows))
+        await database.execute(_RETRYABLE, json.dumps(rows), node)
 
     async def discard(
-        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        errors: Sequence[str],
+        now: datetime,
+        node: str,
     ) -> None:
         rows = [[i, e] for i, e in zip(ids, errors, strict=True)]
-        await database.execute(_DISCARD, json.dumps(rows), now)
+        await database.execute(_DISCARD, json.dumps(rows), now, node)
 
     async def cancel(
-        self, database: db.Database, ids: Sequence[int], errors: Sequence[str], now: datetime
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        errors: Sequence[str],
+        now: datetime,
+        node: str,
     ) -> None:
         rows = [[i, e] for i, e in zip(ids, errors, strict=True)]
-        await database.execute(_CANCEL, json.dumps(rows), now)
+        await database.execute(_CANCEL, json.dumps(rows), now, node)
 
     async def snooze(
-        self, database: db.Database, ids: Sequence[int], scheduled_at: Sequence[datetime]
+        self,
+        database: db.Database,
+        ids: Sequence[int],
+        scheduled_at: Sequence[datetime],
+        node: str,
     ) -> None:
         rows = [[i, _text(at)] for i, at in zip(ids, scheduled_at, strict=True)]
-        await database.execute(_SNOOZE, json.dumps(rows))
+        await database.execute(_SNOOZE, json.dumps(rows), node)
 
     async def stage(self, database: db.Database, now: datetime, limit: int) -> dict[str, int]:
         staged = Counter(row[0] for row in await database.fetch(_STAGE, now, limit))
