@@ -441,3 +441,56 @@ def test_an_unreachable_database_is_one_line_and_exit_1(tmp_path: Path) -> None:
         [line] = result.stderr.splitlines()
         assert line.startswith("Error: cannot connect to"), line
         assert "Traceback" not in result.output
+
+
+# -- job data and out-of-range input ------------------------------------------------------------
+
+
+def test_job_data_is_printed_as_it_is_never_as_markup(url: str) -> None:
+    assert (
+        invoke(url, "jobs", "enqueue", "w[/]", "--args", '{"a": "[/]", "b": "[red]x"}').exit_code
+        == 0
+    )
+    listed = invoke(url, "jobs", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "[red]x" in listed.stdout
+    inspected = invoke(url, "jobs", "inspect", "1")
+    assert inspected.exit_code == 0, inspected.output
+    assert "[/]" in inspected.stdout
+    assert "w[/]" in inspected.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs", "inspect", "99999999999999999999"],
+        ["jobs", "retry", "0"],
+        ["jobs", "list", "--limit", "99999999999999999999"],
+        ["jobs", "enqueue", "w", "--in", "1e12"],
+        ["jobs", "enqueue", "w", "--in", "1e300"],
+        ["jobs", "enqueue", "w", "--at", "9999-12-31T23:59:59-01:00"],
+    ],
+)
+def test_out_of_range_input_is_refused_with_exit_2(url: str, args: list[str]) -> None:
+    result = invoke(url, *args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == 2, result.output
+    assert "Error" in result.stderr
+    assert invoke_json(url, "jobs", "list", "--json") == []  # nothing was enqueued
+
+
+def test_a_settings_row_that_does_not_read_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert invoke(url, "jobs", "pause", "mail").exit_code == 0
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        conn.execute("UPDATE trunkline_job_queues SET updated_at = 'yesterday'")
+    result = invoke(url, "jobs", "stats")
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: ")

@@ -181,6 +181,19 @@ def test_nicknames_and_names_match_standard_cron() -> None:
         "2026-02-02",
         "2026-02-09",
     ]
+    # Sunday is 0 and 7, in ranges too ("7-7" is not every day).
+    sundays = ["2026-01-04", "2026-01-11"]
+    assert days("0 0 * * 7-7", "2026-01-01T00:00Z", "2026-01-12T00:00Z") == sundays
+    assert days("0 0 * * 6-7", "2026-01-01T00:00Z", "2026-01-05T00:00Z") == [
+        "2026-01-03",
+        "2026-01-04",
+    ]
+    assert days("0 0 * * sat,7", "2026-01-01T00:00Z", "2026-01-05T00:00Z") == [
+        "2026-01-03",
+        "2026-01-04",
+    ]
+    # Both days restricted, the weekdays being all of them: every day, as in every cron.
+    assert len(days("0 0 1 * 1-7", "2026-01-01T00:00Z", "2026-01-11T00:00Z")) == 10
     # Seconds are ignored.
     assert Cron([("5 * * * *", "w")]).fires_at(_at("2026-01-01T10:05:59Z"))
 
@@ -438,6 +451,8 @@ def test_an_entry_takes_the_workers_defaults_and_its_options() -> None:
         ([("0 0 L * *", "w")], {}, "not standard cron syntax"),
         ([("H * * * *", "w")], {}, "not standard cron syntax"),
         ([("@reboot", "w")], {}, "unknown nickname"),
+        ([("0 0 * * 6-2", "w")], {}, "is not a range of weekdays"),
+        ([("0 0 * * 8", "w")], {}, "invalid expression"),
         ([(5, "w")], {}, "must be a string"),
         ([("@daily", 5)], {}, "worker must be a Worker"),
         ([("@daily", "w", {"at": datetime(2026, 1, 1)})], {}, r"'@daily' -> 'w': args\['at'\]"),

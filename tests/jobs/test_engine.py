@@ -211,24 +211,3 @@ async def test_batched_timestamps_are_written_as_parameters_are(backend: Backend
                 )
                 == 3
             )
-
-
-async def test_fetch_completing_completes_and_fetches_in_order(
-    backend: Backend, clock: MockClock
-) -> None:
-    async with backend.database() as database:
-        engine = engine_for(database)
-        first = await jobs.enqueue_many(database, [jobs.new_job("w", {"n": n}) for n in range(3)])
-        taken = await fetch(database, "default", 3)
-        assert [job.id for job in taken] == [job.id for job in first]
-        later = await jobs.enqueue_many(database, [jobs.new_job("w", {"n": n}) for n in range(4)])
-        done = [taken[0].id, taken[2].id]
-        rows = await engine.fetch_completing(database, "default", 3, NODE, clock.now(), done)
-        assert [jobs.Job.from_row(row).id for row in rows] == [job.id for job in later[:3]]
-        states = {job.id: (await jobs.get_job(database, job.id)).state for job in first + later}  # type: ignore[union-attr]
-        assert [states[job.id] for job in first] == ["completed", "executing", "completed"]
-        assert [states[job.id] for job in later] == ["executing"] * 3 + ["available"]
-        # Nothing to complete: a plain fetch; a job completed twice changes nothing.
-        rows = await engine.fetch_completing(database, "default", 5, NODE, clock.now(), done)
-        assert [jobs.Job.from_row(row).id for row in rows] == [later[3].id]
-        assert await engine.fetch_completing(database, "default", 5, NODE, clock.now(), []) == []

@@ -28,6 +28,7 @@ NOT_EXPORTED = {
     "new_job.check_name",  # validation helpers
     "new_job.encode_json",
     "new_job.MAX_ATTEMPTS",
+    "new_job.MAX_DELAY_S",
     "worker.check_options",
     "unique.DEFAULT_UNIQUE_STATES",
     "unique.Field",

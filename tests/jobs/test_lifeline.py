@@ -11,6 +11,7 @@ import pytest
 from job_backends import Backend, eventually, running, wait_for_state
 
 from trunkline import db, jobs, otp
+from trunkline.jobs.engine import engine_for
 
 
 async def _executing_on(
@@ -179,3 +180,58 @@ async def test_an_outage_is_waited_out_without_restarts(
         failures = [r for r in caplog.records if r.getMessage().startswith("jobs lifeline: ")]
         assert len([r for r in failures if "trying again" in r.getMessage()]) >= 3
         assert all(r.levelno == logging.WARNING for r in failures)
+
+
+async def _left_by_a_dead_run(
+    database: db.Database, queue: str, attempted_ago_s: float, *, max_attempts: int
+) -> int:
+    """A job that the dead 'web-1' was running (attempt 1), and 'web-1''s last beat."""
+    now = otp.current_node().clock.now()
+    job = await jobs.enqueue(database, "w", {}, queue=queue, max_attempts=max_attempts)
+    at = now - timedelta(seconds=attempted_ago_s)
+    await database.execute(
+        f"UPDATE {jobs.TABLE} SET state = 'executing', attempt = 1, attempted_at = $2, "
+        "attempted_by = 'web-1' WHERE id = $1",
+        job.id,
+        at,
+    )
+    await engine_for(database).beat(database, "web-1", at, at, "{}")
+    return job.id
+
+
+async def test_a_dead_runs_job_in_a_queue_its_name_no_longer_runs_is_rescued(
+    backend: Backend,
+) -> None:
+    # web-1 ran "mail" and was SIGKILLed; redeployed under its name without "mail", its row
+    # beats again with a newer started_at: the job its name fetched before is a dead run's.
+    registry = jobs.WorkerRegistry()
+    async with backend.databases(2) as (first, second):
+        job_id = await _left_by_a_dead_run(first, "mail", 120, max_attempts=3)
+        async with (
+            running(first, registry, node="web-1", queues={"default": 1}, rescue_after_s=60),
+            running(second, registry, node="web-2", queues={}, rescue_after_s=60),
+        ):
+            job = await wait_for_state(first, job_id, "available", "discarded", timeout_s=600)
+        assert job.state == "available"
+
+
+async def test_a_job_that_killed_its_node_is_charged_when_the_node_comes_back_by_name(
+    backend: Backend,
+) -> None:
+    # web-1 died running a job on its last attempt; restarted under its name, its producer
+    # must not put the job back with the attempt given back (a job that kills its node every
+    # time would loop for ever): the lifeline charges the attempt and discards it.
+    registry = jobs.WorkerRegistry()
+    runs: list[int] = []
+
+    @registry.worker(name="w")
+    async def w(job: jobs.Job) -> None:
+        runs.append(job.attempt)
+
+    async with backend.database() as database:
+        job_id = await _left_by_a_dead_run(database, "default", 5, max_attempts=1)
+        async with running(database, registry, node="web-1", queues={"default": 1}):
+            job = await wait_for_state(database, job_id, "completed", "discarded", timeout_s=300)
+        assert runs == []  # its one attempt was spent when it killed the node
+        assert job.state == "discarded"
+        assert [e["type"] for e in job.errors] == ["NodeLost"]

@@ -158,12 +158,11 @@ async def test_outcomes_are_written_in_batches(backend: Backend) -> None:
             stored = await jobs.enqueue_many(database, [nothing.new({"n": n}) for n in range(300)])
             await wait_for_state(database, stored[-1].id, "completed")
             await eventually(lambda: _all_completed(database, 300), "all completed")
-        # On PostgreSQL the completions ride with the next fetch (jobs.fetch_completing).
-        names = [s.metadata["statement"] for s in statements]
-        completes = [n for n in names if n in ("jobs.complete", "jobs.fetch_completing")]
-        fetches = [n for n in names if n in ("jobs.fetch", "jobs.fetch_completing")]
-        assert 0 < len(completes) < 300 / 5
-        assert 0 < len(fetches) < 300 / 5
+        completes = [s for s in statements if s.metadata["statement"] == "jobs.complete"]
+        fetches = [s for s in statements if s.metadata["statement"] == "jobs.fetch"]
+        assert sum(s.measurements["rows"] for s in completes) == 300
+        assert len(completes) < 300 / 5
+        assert len(fetches) < 300 / 5
 
 
 async def test_a_database_outage_is_waited_out_without_restarts(

@@ -5,6 +5,7 @@ last across restarts and reach running nodes from any process within a poll, on 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from job_backends import Backend, eventually, running, wait_for_state
@@ -173,3 +174,23 @@ async def test_a_stored_limit_out_of_range_is_logged_and_ignored(
         async with running(database, registry) as node:
             assert (await node.queue_info("default")).limit == 10
         assert "ignored a stored limit of 50000" in caplog.text
+
+
+async def test_a_settings_row_that_does_not_read_leaves_the_queue_running(
+    tmp_path: Path,
+) -> None:
+    # On SQLite any text fits a TIMESTAMPTZ column: a row written by hand may not read.
+    backend = Backend("sqlite", tmp_path)
+    registry = jobs.WorkerRegistry()
+
+    @registry.worker(name="w")
+    async def w(job: jobs.Job) -> None:
+        return None
+
+    async with backend.database() as database:
+        await jobs.pause_queue(database, "default")
+        await jobs.resume_queue(database, "default")
+        await database.execute(f"UPDATE {jobs.QUEUES_TABLE} SET updated_at = 'yesterday'")
+        job = await jobs.enqueue(database, w, {})
+        async with running(database, registry):
+            await wait_for_state(database, job.id, "completed", timeout_s=30)

@@ -60,7 +60,16 @@ Database = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-JobId = Annotated[int, typer.Argument(help="The job's id.", show_default=False)]
+
+
+def _check_id(job_id: int) -> int:
+    if not 1 <= job_id <= _MAX_ID:
+        _fail(f"a job id is an integer from 1 to {_MAX_ID}, not {job_id}", 2)
+    return job_id
+
+
+_MAX_ID = 2**63 - 1
+JobId = Annotated[int, typer.Argument(help="The job's id.", show_default=False, callback=_check_id)]
 QueueName = Annotated[str, typer.Argument(help="The queue's name.", show_default=False)]
 
 
@@ -134,7 +143,9 @@ def list_(
     ] = None,
     queue: Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")] = None,
     worker: Annotated[str | None, typer.Option("--worker", "-w", help="Only this worker.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="At most this many (1 to 10000).")
+    ] = 20,
     database: Database = DEFAULT_DATABASE,
     as_json: Json = False,
 ) -> None:
@@ -144,8 +155,8 @@ def list_(
     """
     if state is not None and state not in jobs.STATES:
         _fail(f"--state must be one of {', '.join(jobs.STATES)}, not {state!r}", 2)
-    if limit < 1:
-        _fail(f"--limit must be 1 or more, not {limit}", 2)
+    if not 1 <= limit <= 10_000:
+        _fail(f"--limit must be 1 or more, and at most 10000, not {limit}", 2)
 
     async def run(conn: db.Database) -> list[jobs.Job]:
         return await jobs.list_jobs(conn, state=state, queue=queue, worker=worker, limit=limit)
@@ -442,7 +453,8 @@ def _settings(settings: jobs.QueueSettings, as_json: bool) -> None:
 def _console() -> Console:
     """Where tables go: stdout as it is now (a test may have replaced it), wide enough for
     the stats table when it is not a terminal (a pipe, a file), where rich assumes 80."""
-    console = Console(highlight=False)
+    # No markup: what is printed is job data (arguments, errors, names), never rich's.
+    console = Console(highlight=False, markup=False)
     if not console.is_terminal:
         console.width = 160
     return console
@@ -454,7 +466,7 @@ def _run(url: str, action: Callable[[db.Database], Awaitable[T]]) -> T:
     try:
         with asyncio.Runner(loop_factory=otp.new_event_loop) as runner:
             return runner.run(_on_database(url, action))
-    except (db.InvalidURL, jobs.InvalidJob, ValueError) as error:
+    except (db.InvalidURL, jobs.InvalidJob, ValueError, OverflowError) as error:
         _fail(str(error), 2)
     except (db.DatabaseError, jobs.JobsError) as error:
         _fail(str(error), 1)

@@ -90,6 +90,36 @@ _CRON_META = ("cron", "cron_at")
 # -- the schedule -------------------------------------------------------------------------------
 
 
+def _weekdays(field: str) -> frozenset[int] | None:
+    """The days (0 Sunday to 6 Saturday) a weekday field allows; ``None``: any day ("*").
+
+    Raises:
+        ValueError: a value out of 0-7, or a range that runs backwards.
+    """
+    if field == "*":
+        return None
+    days: set[int] = set()
+    for part in field.split(","):
+        spread, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"the step of {part!r} must be at least 1")
+        if spread == "*":
+            first, last = 0, 6
+        else:
+            low, _, high = spread.partition("-")
+            first = _weekday_number(low)
+            last = _weekday_number(high) if high else (7 if step_text else first)
+        if not (0 <= first <= 7 and 0 <= last <= 7) or last < first:
+            raise ValueError(f"{part!r} is not a range of weekdays (0-7, sun-sat)")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return frozenset(days)
+
+
+def _weekday_number(text: str) -> int:
+    return _DAYS.index(text) if text in _DAYS else int(text)
+
+
 @dataclass(frozen=True, slots=True)
 class _Schedule:
     """A standard cron expression, parsed: the values each field allows (``None``: any)."""
@@ -124,7 +154,9 @@ class _Schedule:
             allowed = expanded[index]
             return None if allowed == ["*"] else frozenset(int(v) for v in allowed)
 
-        return cls(values(0), values(1), values(2), values(3), values(4))
+        # The weekday field is expanded here: croniter reads a range ending in 7 (Sunday,
+        # as 0 is) as every day ("7-7", "5-7").
+        return cls(values(0), values(1), values(2), values(3), _weekdays(fields[4].lower()))
 
     @property
     def every_hour(self) -> bool:

@@ -82,7 +82,8 @@ _PUT_BACK = db.Query(
     "jobs.put_back",
     f"""UPDATE {TABLE}
         SET state = 'available', attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END
-        WHERE state = 'executing' AND queue = $1 AND attempted_by = $2""",
+        WHERE state = 'executing' AND queue = $1 AND attempted_by = $2
+            AND attempted_at >= $3""",
 )
 _RETRY = db.Query(
     "jobs.retry",
@@ -175,29 +176,6 @@ class Engine:
         """
         raise NotImplementedError
 
-    completes_on_fetch: ClassVar[bool] = False
-    """Whether :meth:`fetch_completing` is one statement (else the producer fetches, then
-    writes its outcomes)."""
-
-    async def fetch_completing(
-        self,
-        database: db.Database,
-        queue: str,
-        limit: int,
-        node: str,
-        now: datetime,
-        completed: Sequence[int],
-    ) -> list[db.Row]:
-        """:meth:`fetch`, and :meth:`complete` ``completed``, at once: both or neither.
-
-        One round trip and one commit where the dialect allows it
-        (:attr:`completes_on_fetch`); here, the two in turn, the outcomes first, so that a
-        failure leaves no job taken and not returned.
-        """
-        if completed:
-            await self.complete(database, completed, now, node)
-        return await self.fetch(database, queue, limit, node, now)
-
     # Outcomes: each ends only executions still executing on ``node``, so an outcome that
     # comes late - after a cancel_job, or from a node the lifeline took for lost and whose
     # job runs again elsewhere - changes nothing.
@@ -254,11 +232,18 @@ class Engine:
         attempt back."""
         raise NotImplementedError
 
-    async def put_back(self, database: db.Database, queue: str, node: str) -> int:
-        """Make every job of ``queue`` executing on ``node`` available again, giving its
-        attempt back: what a queue does when it stops, its jobs no longer running. Returns
-        how many there were, and notifies the queue when there were some."""
-        count = await database.execute(_PUT_BACK, queue, node)
+    async def put_back(
+        self, database: db.Database, queue: str, node: str, since: datetime = EPOCH
+    ) -> int:
+        """Make every job of ``queue`` executing on ``node``, fetched at ``since`` or later,
+        available again, giving its attempt back: what a queue does when it stops, its jobs
+        no longer running. Returns how many there were, and notifies the queue when there
+        were some.
+
+        ``since`` is when this run of the node started: jobs fetched before, by an earlier
+        run under the same name that died, are the lifeline's, and their attempt counts.
+        """
+        count = await database.execute(_PUT_BACK, queue, node, since)
         if count:
             await self.notify_queues(database, (queue,))
         return count

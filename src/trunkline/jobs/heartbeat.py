@@ -9,6 +9,10 @@ left executing are rescued (``lifeline.py``).
 Stopped gracefully, it deletes its row. It stops after the queues (it starts before them),
 which have put their jobs back by then: a node that stopped leaves nothing to rescue, and
 no row behind. A node that dies leaves its row, stale: that is what the lifelines look for.
+A node that dies and comes back under the same name (a fixed ``node=``) writes a newer
+``started_at``: the jobs its name fetched before that are the dead run's, and are rescued
+like a lost node's (their attempt counted), while its own producers put back only what this
+run fetched.
 
 A database failure is logged and the next beat comes after a backoff (0.1 s doubling, never
 later than the interval): it never crashes for it, so an outage costs no restart intensity.
@@ -41,7 +45,6 @@ class Heartbeat(otp.GenServer):
 
     async def init(self, jobs: Jobs) -> None:
         self.jobs = jobs
-        self.started_at = otp.current_node().clock.now()
         self.failures = 0
         # The first beat before init returns, so before the queues start: the row exists
         # before the node fetches a job. If the database is down the node starts anyway
@@ -65,7 +68,7 @@ class Heartbeat(otp.GenServer):
         delay_s = jobs.heartbeat_interval_s
         try:
             await jobs.engine.beat(
-                jobs.database, jobs.node, self.started_at, otp.current_node().clock.now(), queues
+                jobs.database, jobs.node, jobs.started_at, otp.current_node().clock.now(), queues
             )
         except db.DatabaseError as error:
             self.failures += 1

@@ -30,7 +30,7 @@ from typing import Any
 from trunkline import db, otp
 
 from . import inspection
-from .engine import Engine, engine_for
+from .engine import EPOCH, Engine, engine_for
 from .enqueue import enqueue, enqueue_many
 from .exceptions import QueueNotRunning
 from .executor import CANCELLED
@@ -149,6 +149,9 @@ class Jobs:
         self.prune_interval_s = _seconds("prune_interval_s", prune_interval_s)
         self.metrics_interval_s = _seconds("metrics_interval_s", metrics_interval_s)
         self.outcomes = OutcomeCounts()  # counted by the producers, for the queue metrics
+        # When this run of the node's tree started (set as it starts): the jobs it fetched
+        # since are its own to put back; older ones under its name are a dead run's.
+        self.started_at = EPOCH
         # This node's processes by role, and its running jobs by id: registries of its own,
         # so that several job systems (tests, two "nodes" in one process) never meet.
         self.names = otp.Registry("unique", name=f"jobs {self.node}")
@@ -299,6 +302,7 @@ class JobsSupervisor(otp.Supervisor):
     async def init(self, jobs: Jobs) -> otp.SupervisorSpec:
         if jobs.migrate:
             await jobs.database.migrate({COMPONENT: MIGRATIONS})
+        jobs.started_at = otp.current_node().clock.now()
         names = jobs.names
         return otp.SupervisorSpec(
             [

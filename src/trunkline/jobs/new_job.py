@@ -11,16 +11,18 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .exceptions import InvalidJob
 from .unique import Unique
 
-__all__ = ["MAX_ATTEMPTS", "NewJob", "check_name", "encode_json", "new_job"]
+__all__ = ["MAX_ATTEMPTS", "MAX_DELAY_S", "NewJob", "check_name", "encode_json", "new_job"]
 
 MAX_ATTEMPTS = 20
 """The default ``max_attempts``."""
+MAX_DELAY_S = 100 * 365.25 * 86_400
+"""The furthest ahead ``in_s`` may schedule a job: 100 years."""
 
 _MAX_NAME = 255
 
@@ -62,13 +64,20 @@ class NewJob:
                 )
             if self.in_s is not None:
                 raise InvalidJob("give scheduled_at or in_s, not both")
+            try:
+                self.scheduled_at.astimezone(UTC)
+            except OverflowError:
+                raise InvalidJob(f"scheduled_at is out of range: {self.scheduled_at}") from None
         if self.in_s is not None and (
             isinstance(self.in_s, bool)
             or not isinstance(self.in_s, int | float)
             or not math.isfinite(self.in_s)
             or self.in_s < 0
+            or self.in_s > MAX_DELAY_S
         ):
-            raise InvalidJob(f"in_s must be seconds >= 0, not {self.in_s!r}")
+            raise InvalidJob(
+                f"in_s must be seconds from 0 to {MAX_DELAY_S:.0f} (100 years), not {self.in_s!r}"
+            )
         if not isinstance(self.meta, dict):
             raise InvalidJob(f"meta must be a dict (a JSON object), not {self.meta!r}")
         tags = check_tags(self.tags)

@@ -5,19 +5,20 @@ asks again for each job that ends; so the producer's pending demand is the execu
 capacity, and ``running = capacity - demand``. It fetches ``min(demand, limit - running)``
 jobs, so at most ``limit`` run, and ``limit`` can change at run time (``scale``).
 
-Everything that calls for work - demand, an outcome to acknowledge, a notification that
-jobs were inserted, the slow poll - queues one ``_WORK`` message to itself, unless one is
-queued already. The work (fetch for the free slots and hand the jobs out, then write the
-outcomes that came in, one statement per kind) runs after the messages already in the
-mailbox, so a burst of them costs one round of statements: batching without a timer. While
-a statement waits for the database, more outcomes and demand pile up for the next round, so
-the batches grow with the load.
+Everything that calls for a fetch - demand, a notification that jobs were inserted, the
+slow poll - queues one ``_WORK`` message to itself, unless one is queued already. The fetch
+(for the free slots) runs after the messages already in the mailbox, so a burst of them
+costs one statement: batching without a timer. The outcomes of ended jobs go to the
+queue's *writer*, a linked process that writes a batch at a time (one statement per kind of
+outcome) while the producer goes on fetching: a slot that comes free waits for one fetch,
+never for a write. While the writer waits for the database, more outcomes pile up in the
+producer for its next batch, so the batches grow with the load.
 
-When the database fails, the producer logs it, waits (exponential backoff, 0.1 s to 5 s,
-with jitter) and tries again: it never crashes for it, so an outage does not use up its
-supervisor's restart intensity. Outcomes not yet written are kept and written when the
-database is back; as each statement only ends executions still ``executing``, writing one
-twice changes nothing.
+When the database fails, the producer and the writer log it, wait (exponential backoff,
+0.1 s to 5 s, with jitter) and try again: they never crash for it, so an outage does not
+use up the supervisor's restart intensity. Outcomes not yet written are kept and written
+when the database is back; as each statement only ends executions still ``executing`` on
+this node, writing one twice changes nothing.
 
 The queue's settings for every node (``trunkline_job_queues``, see ``queue_settings.py``)
 are read when the producer starts and on each poll, never on the fetch: a pause or a limit
@@ -26,12 +27,13 @@ stored by any process reaches this node within a poll, even without a notificati
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from trunkline import db, otp
-from trunkline.otp.stage import Cancellation, Emit, ProducerInit, Stage, Subscription
+from trunkline.otp.stage import Cancellation, ProducerInit, Stage, Subscription
 
 from .acks import Acks
 from .backoff import database_retry_s
@@ -52,7 +54,7 @@ WAKE = "wake"
 _WORK = "work"
 _POLL = "poll"
 _RETRY = "retry"
-_WRITE = "write"
+_FLUSH_TIMEOUT_S = 5.0  # how long a stopping producer waits for the writer's last batch
 
 
 class Producer(Stage):
@@ -67,7 +69,9 @@ class Producer(Stage):
     backing_off: bool
     failures: int
     stopping: bool
-    acks: Acks
+    acks: Acks  # outcomes not handed to the writer yet
+    writer: otp.Pid
+    writing: bool  # the writer has a batch
     drain_waiters: list[otp.From]
 
     async def init(self, queue: Queue) -> ProducerInit:
@@ -77,11 +81,15 @@ class Producer(Stage):
         self.work_queued = self.backing_off = self.stopping = False
         self.failures = 0
         self.acks = Acks(queue.node)
+        self.writer = otp.spawn_link(_write_outcomes, queue, self.pid)
+        self.writing = False
         self.drain_waiters = []
         # Jobs a previous tree of this queue left executing on this node: its processes
         # are gone (the queue's supervisor stops all three before restarting any).
         try:
-            count = await queue.engine.put_back(queue.database, queue.name, queue.node)
+            count = await queue.engine.put_back(
+                queue.database, queue.name, queue.node, queue.jobs.started_at
+            )
         except db.DatabaseError as error:
             log.warning("queue %r: could not put back its stopped jobs: %s", queue.name, error)
         else:
@@ -121,15 +129,27 @@ class Producer(Stage):
 
     # -- messages ----------------------------------------------------------------------------
 
-    async def handle_info(self, message: Any) -> list[Job] | Emit | None:
+    async def handle_info(self, message: Any) -> list[Job] | None:
         if message == _WORK:
             return await self._work()
-        if type(message) is Finished:
+        kind = type(message)
+        if kind is Finished:
             add = self.acks.add
             for outcome in message.outcomes:
                 add(outcome)
             self.queue.jobs.outcomes.add(self.queue.name, message.outcomes)  # for the rates
-            self._queue_work()
+            self._hand_off()
+        elif kind is _Written:
+            self.writing = False
+            if message.later:
+                self._tell_stager()
+            self._hand_off()
+        elif kind is otp.Exit and message.pid is self.writer:
+            # A bug in the writer, not the database (it waits those out): the queue's tree
+            # restarts, and the next producer puts back what this one left executing.
+            raise RuntimeError(
+                f"the outcome writer of queue {self.queue.name!r} exited: {message.reason!r}"
+            )
         elif message == WAKE:
             self._queue_work()
         elif message == _POLL:
@@ -151,16 +171,20 @@ class Producer(Stage):
             self.work_queued = True
             otp.send(self.pid, _WORK)
 
-    async def _work(self) -> list[Job] | Emit | None:
-        """Fetch what the free slots allow, hand it out, then write the outcomes that came
-        in: a slot freed by a job is filled again before its outcome is written."""
+    async def _work(self) -> list[Job] | None:
+        """Fetch what the free slots allow, and hand it out."""
         self.work_queued = False
         if self.backing_off:
             return None
-        jobs = await self._fetch()
-        if self.acks and not self.backing_off:
-            return Emit(jobs or [], continue_=_WRITE)
-        return jobs
+        return await self._fetch()
+
+    def _hand_off(self) -> None:
+        """Give the writer the outcomes that came in, unless it is busy with a batch: they
+        wait for the next one."""
+        if self.acks and not self.writing:
+            otp.send(self.writer, self.acks)
+            self.acks = Acks(self.queue.node)
+            self.writing = True
 
     async def _fetch(self) -> list[Job] | None:
         queue = self.queue
@@ -169,24 +193,13 @@ class Producer(Stage):
         count = min(self.demand, queue.limit - self.running)
         if count <= 0:
             return None
-        engine = queue.engine
-        # Where the dialect does both in one statement, the completed jobs' outcomes ride
-        # with the fetch: one round trip and one commit a round instead of two.
-        completed = self.acks.completed if engine.completes_on_fetch else ()
         try:
-            rows = await engine.fetch_completing(
-                queue.database,
-                queue.name,
-                count,
-                queue.node,
-                otp.current_node().clock.now(),
-                completed,
+            rows = await queue.engine.fetch(
+                queue.database, queue.name, count, queue.node, otp.current_node().clock.now()
             )
         except db.DatabaseError as error:
             self._failed("fetch", error)
             return None
-        if completed:
-            self.acks.completed = []
         self.failures = 0
         jobs = []
         for row in rows:
@@ -197,35 +210,19 @@ class Producer(Stage):
         self.demand -= len(jobs)
         return jobs
 
-    async def handle_continue(self, term: Any) -> None:
-        if term == _WRITE:
-            await self._write()
-
-    async def _write(self) -> None:
-        queue = self.queue
-        try:
-            later = await self.acks.write(
-                queue.engine, queue.database, otp.current_node().clock.now()
-            )
-        except db.DatabaseError as error:
-            self._failed("record the outcomes of", error)
-            return
-        self.failures = 0
-        if later:
-            self._tell_stager()
-
     async def _read_settings(self) -> None:
         """Apply what changed in the queue's stored settings since this node last saw them
         (all of them the first time): a change made with ``local_only`` lasts until then."""
         queue = self.queue
         try:
             row = await queue.engine.queue_settings(queue.database, queue.name)
-        except db.DatabaseError as error:
+            if row is None:
+                return
+            settings = QueueSettings.from_row(row)
+        except (db.DatabaseError, ValueError, TypeError) as error:
+            # Down, or a row written by hand that does not read: the settings stay as they are.
             log.warning("queue %r: could not read its settings: %s", queue.name, error)
             return
-        if row is None:
-            return
-        settings = QueueSettings.from_row(row)
         seen_by_queue = queue.jobs.settings_seen
         seen = seen_by_queue.get(queue.name)
         if settings == seen:
@@ -245,7 +242,7 @@ class Producer(Stage):
         queue = self.queue
         log.error("queue %r: %s; the job is discarded", queue.name, error)
         self.acks.add(quarantine(row, error, queue.node, otp.current_node().clock.now()))
-        self._queue_work()
+        self._hand_off()
 
     def _failed(self, what: str, error: db.DatabaseError) -> None:
         self.failures += 1
@@ -302,6 +299,20 @@ class Producer(Stage):
 
     async def terminate(self, reason: Any) -> None:
         queue = self.queue
+        if self.writing:  # its batch first: the jobs in it must not be put back
+            try:
+                message = await otp.receive(_is_written, timeout=_FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                log.error(
+                    "queue %r: the outcomes being written did not make it within %.0fs (is "
+                    "the database down?); their jobs stay executing until rescued",
+                    queue.name,
+                    _FLUSH_TIMEOUT_S,
+                )
+            else:
+                if message.later:
+                    self._tell_stager()
+        otp.exit(self.writer, otp.KILL)
         if self.acks:
             try:
                 await self.acks.write(queue.engine, queue.database, otp.current_node().clock.now())
@@ -316,7 +327,9 @@ class Producer(Stage):
             return  # we crashed, jobs may still run: the next producer puts them back
         # A shutdown: the executor, stopped before us, has stopped every job it ran.
         try:
-            count = await queue.engine.put_back(queue.database, queue.name, queue.node)
+            count = await queue.engine.put_back(
+                queue.database, queue.name, queue.node, queue.jobs.started_at
+            )
         except db.DatabaseError as error:
             log.error(
                 "queue %r: could not put back its stopped jobs (%s); they stay executing "
@@ -327,3 +340,46 @@ class Producer(Stage):
         else:
             if count:
                 log.info("queue %r: put back %d jobs stopped by the shutdown", queue.name, count)
+
+
+class _Written:
+    """From the writer: its batch is written; ``later``: some jobs will run again later."""
+
+    __slots__ = ("later",)
+
+    def __init__(self, later: bool) -> None:
+        self.later = later
+
+
+def _is_written(message: Any) -> bool:
+    return type(message) is _Written
+
+
+async def _write_outcomes(queue: Queue, producer: otp.Pid) -> None:
+    """The writer: write each batch of outcomes the producer sends, then say so; through a
+    database failure, wait and try the same batch again (outcomes that come meanwhile wait
+    in the producer)."""
+    failures = 0
+    while True:
+        acks: Acks = await otp.receive()
+        while True:
+            try:
+                later = await acks.write(
+                    queue.engine, queue.database, otp.current_node().clock.now()
+                )
+            except db.DatabaseError as error:
+                failures += 1
+                delay_s = database_retry_s(failures)
+                log.warning(
+                    "queue %r: could not record the outcomes of jobs (%s: %s); trying again "
+                    "in %.2fs",
+                    queue.name,
+                    type(error).__name__,
+                    error,
+                    delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                continue
+            failures = 0
+            break
+        otp.send(producer, _Written(later))

@@ -68,11 +68,16 @@ def _query_error(error: sqlite3.Error, statement: Statement) -> QueryError:
 
 
 def _fail(job: Job, error: BaseException) -> None:
-    """A job failed on its thread: its future gets the error, mapped if it is SQLite's."""
+    """A job failed on its thread: its future gets the error, mapped if it is SQLite's, or a
+    converter's (a TIMESTAMP column holding text that is not a time, written by hand)."""
     future = job[0]
     if not future.done():
+        mapped: BaseException | None = None
         if isinstance(error, sqlite3.Error):
             mapped = _query_error(error, job[2])
+        elif isinstance(error, ValueError):
+            mapped = QueryError(job[2].name, NAME, f"a stored value does not read: {error}", None)
+        if mapped is not None:
             mapped.__cause__ = error
             error = mapped
         future.set_exception(error)

@@ -102,26 +102,6 @@ _FETCH = db.Query(
         FROM next WHERE j.id = next.id
         RETURNING {_RETURNING}""",
 )
-# The fetch, with the outcomes of jobs that completed meanwhile: a data-modifying CTE runs
-# whether or not the rest reads it, and it ends executions, the fetch takes available jobs,
-# so the two never touch one row.
-_FETCH_COMPLETING = db.Query(
-    "jobs.fetch_completing",
-    f"""
-        WITH done AS (
-            UPDATE {TABLE} SET state = 'completed', completed_at = $3
-            WHERE id = ANY($5::bigint[]) AND state = 'executing' AND attempted_by = $4),
-        next AS MATERIALIZED (
-            SELECT id FROM {TABLE}
-            WHERE state = 'available' AND queue = $1
-            ORDER BY priority, scheduled_at, id
-            LIMIT $2
-            FOR UPDATE SKIP LOCKED)
-        UPDATE {TABLE} AS j
-        SET state = 'executing', attempt = j.attempt + 1, attempted_at = $3, attempted_by = $4
-        FROM next WHERE j.id = next.id
-        RETURNING {_RETURNING}""",
-)
 _COMPLETE = db.Query(
     "jobs.complete",
     f"""
@@ -198,8 +178,9 @@ _RESCUE = db.Query(
         WITH lost AS MATERIALIZED (
             SELECT j.id FROM {TABLE} AS j
             LEFT JOIN {NODES_TABLE} AS n ON n.node = j.attempted_by
-            WHERE j.state = 'executing' AND j.attempted_by <> $2
-                  AND COALESCE(n.beat_at, j.attempted_at) < $1
+            WHERE j.state = 'executing'
+                  AND ((j.attempted_by <> $2 AND COALESCE(n.beat_at, j.attempted_at) < $1)
+                       OR j.attempted_at < n.started_at)
             ORDER BY j.id
             LIMIT $6
             FOR UPDATE OF j SKIP LOCKED)
@@ -322,23 +303,6 @@ class PostgresEngine(Engine):
     ) -> list[db.Row]:
         rows = await database.fetch(_FETCH, queue, limit, now, node)
         # RETURNING follows no order: put them back in the queue's.
-        rows.sort(key=_queue_order)
-        return rows
-
-    completes_on_fetch = True
-
-    async def fetch_completing(
-        self,
-        database: db.Database,
-        queue: str,
-        limit: int,
-        node: str,
-        now: datetime,
-        completed: Sequence[int],
-    ) -> list[db.Row]:
-        if not completed:
-            return await self.fetch(database, queue, limit, node, now)
-        rows = await database.fetch(_FETCH_COMPLETING, queue, limit, now, node, list(completed))
         rows.sort(key=_queue_order)
         return rows
 

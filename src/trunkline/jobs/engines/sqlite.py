@@ -129,10 +129,12 @@ _RESCUE = db.Query(
             errors = CASE WHEN json_valid(errors) AND json_type(errors) = 'array'
                           THEN json_insert(errors, '$[#]', json(<error>))
                           ELSE json_array(json(<error>)) END
-        WHERE id IN (SELECT j.id FROM {_T} AS j
+        WHERE id IN (SELECT j.id FROM {_T} AS j INDEXED BY trunkline_jobs_executing
                      LEFT JOIN {NODES_TABLE} AS n ON n.node = j.attempted_by
-                     WHERE j.state = 'executing' AND j.attempted_by <> $2
-                           AND COALESCE(n.beat_at, j.attempted_at) < $1
+                     WHERE j.state = 'executing'
+                           AND ((j.attempted_by <> $2
+                                 AND COALESCE(n.beat_at, j.attempted_at) < $1)
+                                OR j.attempted_at < n.started_at)
                      ORDER BY j.id
                      LIMIT $6)
         RETURNING id, queue, state, attempted_by""".replace(
@@ -144,7 +146,7 @@ _RESCUE = db.Query(
 _PRUNE = db.Query(
     "jobs.prune",
     f"""DELETE FROM {_T}
-        WHERE id IN (SELECT id FROM {_T}
+        WHERE id IN (SELECT id FROM {_T} INDEXED BY trunkline_jobs_ended_at
                      WHERE state IN ('completed', 'discarded', 'cancelled')
                            AND COALESCE(completed_at, discarded_at, cancelled_at) < $1
                      LIMIT $2)""",
