@@ -5,6 +5,7 @@
     trunkline jobs enqueue mail.send_welcome --args '{"to": "ada@example.com"}'
     trunkline jobs stats
     trunkline jobs pause mail
+    trunkline serve --port 4000
 
 Each group is a module of this package holding a typer app (``jobs.py``: ``trunkline jobs
 ...``), added to :data:`app` here. The commands are thin: they parse argv and call the public
@@ -16,6 +17,7 @@ from __future__ import annotations
 import typer
 
 from .jobs import app as jobs_app
+from .serve import serve
 
 __all__ = ["app", "main"]
 
@@ -35,6 +37,7 @@ def root() -> None:
 
 
 app.add_typer(jobs_app, name="jobs")
+app.command("serve")(serve)
 
 
 def main() -> None:

@@ -1,0 +1,157 @@
+"""trunkline.chat: the chat server's services - accounts, rooms and messages.
+
+Plain async functions over ``trunkline.db``, each taking the database (or a transaction)
+first; the web layer and the connection processes call them. See ``docs/chat.md``.
+
+::
+
+    from trunkline import chat, db
+
+    async with db.connect("sqlite:///./trunkline.db") as database:
+        await database.migrate({chat.COMPONENT: chat.MIGRATIONS})
+        user = await chat.register(database, "ada", "correct horse battery", "Ada")
+        user, token, device = await chat.login(database, "ada", "correct horse battery")
+        user, device = await chat.authenticate(database, token)
+"""
+
+from .accounts import (
+    LOGIN_EVENT,
+    TOKEN_TTL_S,
+    TOUCH_INTERVAL_S,
+    Authenticated,
+    Device,
+    Login,
+    User,
+    authenticate,
+    get_user,
+    list_devices,
+    login,
+    logout,
+    register,
+    revoke_device,
+)
+from .exceptions import (
+    Banned,
+    ChatError,
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    InvalidToken,
+    Muted,
+    NotFound,
+    NotMember,
+    TooManyAttempts,
+    UsernameTaken,
+)
+from .history import MAX_HISTORY_LIMIT, Resume, history, since
+from .limits import LoginLimiter
+from .mentions import mentions
+from .messages import (
+    MAX_BODY_CHARS,
+    Message,
+    append,
+    check_body,
+    delete_message,
+    edit_message,
+    get_message,
+)
+from .migrations import COMPONENT, MIGRATIONS
+from .moderation import ban, kick, mute, set_role, unban, unmute
+from .passwords import Passwords
+from .read_markers import mark_read, unread_counts
+from .rooms import (
+    MAX_TOPIC_CHARS,
+    Ban,
+    Member,
+    Role,
+    Room,
+    RoomKind,
+    active_ban,
+    create_room,
+    get_room,
+    invite,
+    join,
+    leave,
+    member,
+    members,
+    open_direct,
+    public_rooms,
+    require_member,
+    user_rooms,
+)
+from .search import MAX_SEARCH_LIMIT, search
+from .validation import RESERVED_USERNAMES, normalize_username
+
+__all__ = [
+    "COMPONENT",
+    "LOGIN_EVENT",
+    "MAX_BODY_CHARS",
+    "MAX_HISTORY_LIMIT",
+    "MAX_SEARCH_LIMIT",
+    "MAX_TOPIC_CHARS",
+    "MIGRATIONS",
+    "RESERVED_USERNAMES",
+    "TOKEN_TTL_S",
+    "TOUCH_INTERVAL_S",
+    "Authenticated",
+    "Ban",
+    "Banned",
+    "ChatError",
+    "Device",
+    "Forbidden",
+    "InvalidCredentials",
+    "InvalidInput",
+    "InvalidToken",
+    "Login",
+    "LoginLimiter",
+    "Member",
+    "Message",
+    "Muted",
+    "NotFound",
+    "NotMember",
+    "Passwords",
+    "Resume",
+    "Role",
+    "Room",
+    "RoomKind",
+    "TooManyAttempts",
+    "User",
+    "UsernameTaken",
+    "active_ban",
+    "append",
+    "authenticate",
+    "ban",
+    "check_body",
+    "create_room",
+    "delete_message",
+    "edit_message",
+    "get_message",
+    "get_room",
+    "get_user",
+    "history",
+    "invite",
+    "join",
+    "kick",
+    "leave",
+    "list_devices",
+    "login",
+    "logout",
+    "mark_read",
+    "member",
+    "members",
+    "mentions",
+    "mute",
+    "normalize_username",
+    "open_direct",
+    "public_rooms",
+    "register",
+    "require_member",
+    "revoke_device",
+    "search",
+    "set_role",
+    "since",
+    "unban",
+    "unmute",
+    "unread_counts",
+    "user_rooms",
+]

@@ -1,0 +1,63 @@
+"""What the processes of a node share: its settings, and the resources its children make.
+
+The root supervisor's children start in order and fill it in: the database process sets
+:attr:`NodeContext.database`, the jobs child :attr:`NodeContext.jobs`, the web server
+:attr:`NodeContext.web_port`. Later children (and the HTTP handlers, through the app) read
+them. Components plug in before the node starts: their migrations into
+:attr:`NodeContext.migrations`, their workers into :attr:`NodeContext.workers`, their routes
+into :attr:`NodeContext.web_hooks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from trunkline import db
+from trunkline.jobs import COMPONENT, MIGRATIONS, Jobs, WorkerRegistry
+
+from .settings import Settings
+
+__all__ = ["NodeContext", "WebHook"]
+
+WebHook = Callable[[web.Application, "NodeContext"], None]
+"""Adds routes (or middlewares, signals...) to the node's aiohttp application."""
+
+
+def _default_migrations() -> dict[str, Sequence[db.Migration]]:
+    return {COMPONENT: MIGRATIONS}
+
+
+@dataclass(eq=False)
+class NodeContext:
+    """The node's shared state; see the module documentation.
+
+    Attributes:
+        settings: the node's settings.
+        workers: the job workers this node runs (empty until components register theirs).
+        migrations: component -> its migrations, all applied when the database starts.
+        web_hooks: called in order with the app when the web server builds it.
+        database: the open database, once its process has started.
+        jobs: the job queue, once its tree has started.
+        web_port: the port the web server listens on, once it does (the bound one for 0).
+    """
+
+    settings: Settings
+    workers: WorkerRegistry = field(default_factory=WorkerRegistry)
+    migrations: dict[str, Sequence[db.Migration]] = field(default_factory=_default_migrations)
+    web_hooks: list[WebHook] = field(default_factory=list)
+    database: db.Database | None = None
+    jobs: Jobs | None = None
+    web_port: int | None = None
+
+    def require_database(self) -> db.Database:
+        """The open database.
+
+        Raises:
+            RuntimeError: the database process has not started.
+        """
+        if self.database is None:
+            raise RuntimeError("the node's database is not started")
+        return self.database

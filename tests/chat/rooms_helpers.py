@@ -1,0 +1,46 @@
+"""What the tests of rooms, messages and search share: a database migrated with the rooms
+schema, and users made by a plain insert (no password hashing on the way)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from chat_backends import Backend
+
+from trunkline import chat, db, otp
+from trunkline.chat.rooms_schema import ROOMS_MIGRATION
+
+__all__ = ["MIGRATIONS", "add_users", "rooms_database", "rooms_databases"]
+
+# The component's list, with the rooms migration once (whether it is listed there yet or not).
+MIGRATIONS = [m for m in chat.MIGRATIONS if m.version < ROOMS_MIGRATION.version] + [ROOMS_MIGRATION]
+
+
+@asynccontextmanager
+async def rooms_databases(backend: Backend, count: int) -> AsyncIterator[Sequence[db.Database]]:
+    """``count`` connections to one fresh database migrated up to the rooms schema."""
+    async with backend.databases(count, migrate=False) as databases:
+        await databases[0].migrate({chat.COMPONENT: MIGRATIONS})
+        yield databases
+
+
+@asynccontextmanager
+async def rooms_database(backend: Backend) -> AsyncIterator[db.Database]:
+    async with rooms_databases(backend, 1) as [database]:
+        yield database
+
+
+async def add_users(database: db.Database, *names: str) -> list[int]:
+    """Insert users named ``names``; their ids, in order."""
+    ids = []
+    for name in names:
+        user_id = await database.fetch_val(
+            "INSERT INTO chat_users (username, display_name, password_hash, created_at) "
+            "VALUES ($1, $2, 'x', $3) RETURNING id",
+            name,
+            name.title(),
+            otp.current_node().clock.now(),
+        )
+        ids.append(user_id)
+    return ids
