@@ -117,11 +117,11 @@ async def test_a_node_serves_runs_jobs_and_stops_in_order(
     node = TrunklineNode(context)
     supervisor = await node.start()
     children = await otp.which_children(supervisor)
-    assert [child.id for child in children] == ["database", "jobs", "web"]
+    assert [child.id for child in children] == ["database", "jobs", "chat", "web"]
     port = context.web_port
     assert isinstance(port, int)
     assert port > 0
-    assert await otp.call(children[2].pid, "port") == port
+    assert await otp.call(children[3].pid, "port") == port
     base = f"http://127.0.0.1:{port}"
 
     async with aiohttp.ClientSession() as session:

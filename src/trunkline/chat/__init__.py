@@ -1,7 +1,8 @@
-"""trunkline.chat: the chat server's services - accounts, rooms and messages.
+"""trunkline.chat: the chat server - accounts, rooms and messages, and its processes.
 
-Plain async functions over ``trunkline.db``, each taking the database (or a transaction)
-first; the web layer and the connection processes call them. See ``docs/chat.md``.
+The services are plain async functions over ``trunkline.db``, each taking the database (or a
+transaction) first; the web layer and the connection processes call them. The processes -
+one per active room, one per connection - are in :class:`ChatTree`. See ``docs/chat.md``.
 
 ::
 
@@ -30,6 +31,7 @@ from .accounts import (
     register,
     revoke_device,
 )
+from .connection import Connection, MemoryTransport, Transport
 from .exceptions import (
     Banned,
     ChatError,
@@ -58,7 +60,9 @@ from .messages import (
 from .migrations import COMPONENT, MIGRATIONS
 from .moderation import ban, kick, mute, set_role, unban, unmute
 from .passwords import Passwords
+from .protocol import PROTOCOL_VERSION, FrameError
 from .read_markers import mark_read, unread_counts
+from .room_server import RoomServer, RoomUnavailable
 from .rooms import (
     MAX_TOPIC_CHARS,
     Ban,
@@ -80,6 +84,7 @@ from .rooms import (
     user_rooms,
 )
 from .search import MAX_SEARCH_LIMIT, search
+from .tree import ChatLimits, ChatTree, room_topic
 from .validation import RESERVED_USERNAMES, normalize_username
 
 __all__ = [
@@ -90,6 +95,7 @@ __all__ = [
     "MAX_SEARCH_LIMIT",
     "MAX_TOPIC_CHARS",
     "MIGRATIONS",
+    "PROTOCOL_VERSION",
     "RESERVED_USERNAMES",
     "TOKEN_TTL_S",
     "TOUCH_INTERVAL_S",
@@ -97,14 +103,19 @@ __all__ = [
     "Ban",
     "Banned",
     "ChatError",
+    "ChatLimits",
+    "ChatTree",
+    "Connection",
     "Device",
     "Forbidden",
+    "FrameError",
     "InvalidCredentials",
     "InvalidInput",
     "InvalidToken",
     "Login",
     "LoginLimiter",
     "Member",
+    "MemoryTransport",
     "Message",
     "Muted",
     "NotFound",
@@ -114,7 +125,10 @@ __all__ = [
     "Role",
     "Room",
     "RoomKind",
+    "RoomServer",
+    "RoomUnavailable",
     "TooManyAttempts",
+    "Transport",
     "User",
     "UsernameTaken",
     "active_ban",
@@ -147,6 +161,7 @@ __all__ = [
     "register",
     "require_member",
     "revoke_device",
+    "room_topic",
     "search",
     "set_role",
     "since",

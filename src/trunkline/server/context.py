@@ -5,7 +5,8 @@ The root supervisor's children start in order and fill it in: the database proce
 :attr:`NodeContext.web_port`. Later children (and the HTTP handlers, through the app) read
 them. Components plug in before the node starts: their migrations into
 :attr:`NodeContext.migrations`, their workers into :attr:`NodeContext.workers`, their routes
-into :attr:`NodeContext.web_hooks`.
+into :attr:`NodeContext.web_hooks`. By default the node has the job queue's and the chat
+server's migrations.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from trunkline import db
+from trunkline import chat, db
 from trunkline.jobs import COMPONENT, MIGRATIONS, Jobs, WorkerRegistry
 
 from .settings import Settings
@@ -27,7 +28,7 @@ WebHook = Callable[[web.Application, "NodeContext"], None]
 
 
 def _default_migrations() -> dict[str, Sequence[db.Migration]]:
-    return {COMPONENT: MIGRATIONS}
+    return {COMPONENT: MIGRATIONS, chat.COMPONENT: chat.MIGRATIONS}
 
 
 @dataclass(eq=False)
@@ -39,6 +40,10 @@ class NodeContext:
         workers: the job workers this node runs (empty until components register theirs).
         migrations: component -> its migrations, all applied when the database starts.
         web_hooks: called in order with the app when the web server builds it.
+        passwords: the chat accounts' password hasher (default: argon2id's recommended
+            parameters; tests pass cheap ones).
+        login_limiter: the node's limit of failed chat logins, made from ``settings.chat``
+            unless given.
         database: the open database, once its process has started.
         jobs: the job queue, once its tree has started.
         web_port: the port the web server listens on, once it does (the bound one for 0).
@@ -48,9 +53,20 @@ class NodeContext:
     workers: WorkerRegistry = field(default_factory=WorkerRegistry)
     migrations: dict[str, Sequence[db.Migration]] = field(default_factory=_default_migrations)
     web_hooks: list[WebHook] = field(default_factory=list)
+    passwords: chat.Passwords = field(default_factory=chat.Passwords)
+    login_limiter: chat.LoginLimiter | None = None
     database: db.Database | None = None
     jobs: Jobs | None = None
     web_port: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.login_limiter is None:
+            limits = self.settings.chat
+            self.login_limiter = chat.LoginLimiter(
+                max_failures_per_account=limits.login_max_failures_per_account,
+                max_failures_per_address=limits.login_max_failures_per_address,
+                window_s=limits.login_window_s,
+            )
 
     def require_database(self) -> db.Database:
         """The open database.

@@ -5,7 +5,8 @@
     trunkline (rest_for_one)
     ├── database    DatabaseServer: connects, applies every component's migrations, closes
     ├── jobs        the job queue's tree (trunkline.jobs.Jobs), on that database
-    └── web         WebServer: HTTP and WebSocket on the settings' host and port
+    ├── chat        the chat tree (trunkline.chat.ChatTree): room and connection processes
+    └── web         WebServer: HTTP and WebSocket (the chat socket at /socket)
 
 Children start in this order and stop in the reverse one, so a SIGTERM or SIGINT first stops
 the web server (no new connections, WebSockets closed with 1012, in-flight requests finish
@@ -29,13 +30,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from trunkline import db, otp
+from trunkline import chat, db, otp
+from trunkline.chat.tree import ChatTree
 from trunkline.jobs import Jobs
+from trunkline.web.chat_api import add_chat_api
+from trunkline.web.chat_socket import chat_socket_hook
 from trunkline.web.server import SHUTDOWN_MARGIN_S, ListenError, WebServer
 
 from .context import NodeContext
 
-__all__ = ["DatabaseServer", "TrunklineNode", "start_jobs"]
+__all__ = ["DatabaseServer", "TrunklineNode", "start_chat", "start_jobs"]
 
 log = logging.getLogger("trunkline.server")
 
@@ -92,6 +96,12 @@ async def start_jobs(context: NodeContext) -> otp.Pid:
     return await jobs.start_link()
 
 
+async def start_chat(context: NodeContext, tree: ChatTree) -> otp.Pid:
+    """Start the chat tree on the context's database (a child spec's start function)."""
+    tree.database = context.require_database()
+    return await tree.start_link()
+
+
 class TrunklineNode(otp.Application):
     """The node's application; see the module documentation.
 
@@ -106,6 +116,11 @@ class TrunklineNode(otp.Application):
     def __init__(self, context: NodeContext) -> None:
         super().__init__({"settings": context.settings})
         self.context = context
+        if add_chat_api not in context.web_hooks:
+            context.web_hooks.append(add_chat_api)  # the chat HTTP API, under /api/v1/
+        self.chat = ChatTree()
+        context.migrations.setdefault(chat.COMPONENT, chat.MIGRATIONS)
+        context.web_hooks.append(chat_socket_hook(self.chat))
 
     def children(self) -> Sequence[otp.ChildSpec]:
         context = self.context
@@ -113,6 +128,7 @@ class TrunklineNode(otp.Application):
         return [
             otp.child_spec(DatabaseServer, context, id="database"),
             otp.ChildSpec("jobs", lambda: start_jobs(context), type="supervisor"),
+            otp.ChildSpec("chat", lambda: start_chat(context, self.chat), type="supervisor"),
             otp.child_spec(WebServer, context, id="web", shutdown=grace_s + SHUTDOWN_MARGIN_S),
         ]
 

@@ -79,9 +79,21 @@ class JobsSettings(BaseModel):
 
 
 class ChatSettings(BaseModel):
-    """The chat service's limits (its components add theirs here)."""
+    """The chat service's limits (its components add theirs here).
+
+    Attributes:
+        token_ttl_s: how long a login's token lives unused (30 days; each use renews it).
+        login_max_failures_per_account: failed logins allowed per account in the window.
+        login_max_failures_per_address: failed logins allowed per client address in the window.
+        login_window_s: the sliding window of the login limits (15 minutes).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token_ttl_s: float = Field(default=30 * 24 * 3600.0, gt=0)
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_window_s: float = Field(default=900.0, gt=0)
 
 
 class Settings(BaseModel):

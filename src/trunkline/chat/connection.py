@@ -1,0 +1,389 @@
+"""A client connection's process: protocol v1 between one socket and the rooms.
+
+One :class:`Connection` runs per socket, under the chat tree's connection supervisor. It knows
+nothing of sockets: the adapter (``trunkline.web.chat_socket`` for WebSockets) hands it each
+text frame with :func:`handle_frame` and gives it a :class:`Transport` to write frames to and
+to close. :class:`MemoryTransport` records them instead, for tests.
+
+For each frame, in order: the size limit (``too_large``), the token bucket
+(``rate_limited``), parsing (:mod:`~trunkline.chat.protocol`), authentication (only ``auth``
+and ``ping`` before it), then the operation. Every failure is answered with an error frame
+and the connection goes on; nothing a client sends ends the process.
+
+**Join and replay without a race.** ``join`` subscribes to the room's topic *first*, then
+replays from the database what came after ``since``. Pushes broadcast meanwhile wait in this
+process's mailbox; once the replay is sent they are taken in order, and those at or below the
+last sequence number sent are dropped as duplicates. So a client gets every message once, in
+order, whatever was being sent while it joined.
+
+**Slow clients.** Frames are handed to the transport without waiting; the transport holds at
+most ``max_outbound_bytes`` of them and disconnects a client that lets more pile up.
+
+**Presence seam.** An authenticated connection registers in ``tree.connections`` under its
+user id (value: the device id): :meth:`ChatTree.is_connected` reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from trunkline import otp
+
+from . import room_server
+from .accounts import authenticate
+from .exceptions import (
+    Banned,
+    ChatError,
+    Forbidden,
+    InvalidInput,
+    InvalidToken,
+    Muted,
+    NotFound,
+    NotMember,
+)
+from .history import MAX_HISTORY_LIMIT, since
+from .protocol import (
+    PROTOCOL_VERSION,
+    Auth,
+    Delete,
+    Edit,
+    FrameError,
+    Join,
+    Leave,
+    Ping,
+    Read,
+    Request,
+    Send,
+    Typing,
+    encode,
+    encode_push,
+    encode_reply,
+    message_fields,
+    parse_request,
+)
+from .read_markers import mark_read
+from .room_server import RoomPush, RoomUnavailable
+from .rooms import require_member
+from .tree import ChatTree, room_topic
+
+__all__ = [
+    "CLOSE_IDLE",
+    "Connection",
+    "MemoryTransport",
+    "Transport",
+    "handle_frame",
+    "start_connection",
+]
+
+log = logging.getLogger("trunkline.chat")
+
+CLOSE_IDLE = 1001
+"""The close code of a connection that sent nothing for ``idle_timeout_s`` (going away)."""
+
+_IDLE = "idle_check"
+# A send whose room process died mid-request is retried (same client_msg_id: stored once).
+_SEND_ATTEMPTS = 3
+
+
+class Transport(Protocol):
+    """Where a connection writes: a socket's adapter, or :class:`MemoryTransport`."""
+
+    def send(self, text: str) -> bool:
+        """Queue a frame without waiting; false when the client is too slow (over its
+        outbound cap) and is being disconnected."""
+        ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection after the frames queued (without waiting)."""
+        ...
+
+
+@dataclass
+class MemoryTransport:
+    """A transport that keeps the frames (as text) and the close, for tests."""
+
+    frames: list[str] = field(default_factory=list)
+    closed: tuple[int, str] | None = None
+
+    def send(self, text: str) -> bool:
+        if self.closed is None:
+            self.frames.append(text)
+        return self.closed is None
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed is None:
+            self.closed = (code, reason)
+
+
+async def start_connection(tree: ChatTree, transport: Transport) -> otp.Pid:
+    """Start a connection process under the tree's connection supervisor."""
+    supervisor = tree.connection_supervisor
+    if supervisor is None:
+        raise RuntimeError("the chat tree is not started")
+
+    async def start() -> otp.Pid:
+        pid: otp.Pid = await Connection.start_link((tree, transport))
+        return pid
+
+    pid = await otp.start_child(
+        supervisor, otp.ChildSpec("connection", start, restart="temporary", shutdown=1.0)
+    )
+    assert pid is not None
+    return pid
+
+
+async def handle_frame(connection: otp.Pid, text: str | None) -> None:
+    """Hand a client's frame to its connection process (``None``: a binary frame) and wait
+    until it is handled: the adapter reads the next frame only then, so a client that sends
+    faster than it is served is slowed down by TCP, not buffered.
+
+    Raises:
+        CallError: the connection process is gone.
+    """
+    await otp.call(connection, ("frame", text), timeout=None)
+
+
+class Connection(otp.GenServer):
+    """One client's connection; see the module documentation."""
+
+    def init(self, arg: tuple[ChatTree, Transport]) -> None:
+        self.tree, self.transport = arg
+        self.limits = self.tree.limits
+        self.clock = otp.current_node().clock
+        self.user_id: int | None = None
+        self.device_id: int | None = None
+        # room id -> the highest seq sent to the client for it (pushes at or below: dropped).
+        self.joined: dict[int, int] = {}
+        self.typing_at: dict[int, float] = {}
+        self.last_frame_at = self.bucket_at = self.clock.monotonic()
+        self.tokens = float(self.limits.rate_burst)
+        otp.send_after(self.limits.idle_timeout_s, otp.self(), _IDLE)
+
+    # -- callbacks -----------------------------------------------------------------------------
+
+    async def handle_call(self, request: Any, from_: otp.From) -> Any:
+        match request:
+            case ("frame", text):
+                await self._frame(text)
+                return None
+            case "state":
+                return {"user_id": self.user_id, "joined": dict(self.joined)}
+        raise ValueError(f"connection: unknown request {request!r}")
+
+    def handle_info(self, message: Any) -> Any:
+        if type(message) is RoomPush:
+            self._push(message)
+        elif message == _IDLE:
+            quiet_s = self.clock.monotonic() - self.last_frame_at
+            if quiet_s >= self.limits.idle_timeout_s:
+                self.transport.close(CLOSE_IDLE, "idle timeout")
+                return otp.Stop(otp.NORMAL)
+            otp.send_after(self.limits.idle_timeout_s - quiet_s, otp.self(), _IDLE)
+        return None
+
+    # -- frames --------------------------------------------------------------------------------
+
+    async def _frame(self, text: str | None) -> None:
+        self.last_frame_at = now = self.clock.monotonic()
+        try:
+            if not self._take_token(now):
+                raise FrameError(
+                    "rate_limited", "too many operations: slow down", _peek_id(text), retry=True
+                )
+            if text is None:
+                raise FrameError("bad_frame", "frames are JSON text, not binary")
+            limit = self.limits.max_frame_bytes
+            if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+                raise FrameError("too_large", f"a frame has at most {limit} bytes", _peek_id(text))
+            request = parse_request(text)
+            try:
+                await self._serve(request)
+            except FrameError:
+                raise
+            except ChatError as error:
+                raise _chat_error(error, request.id) from None
+            except Exception as error:  # a bug must not end the connection
+                log.exception("chat connection: %r failed", type(request).__name__)
+                raise FrameError("internal", "the server failed", request.id, retry=True) from error
+        except FrameError as error:
+            self.transport.send(error.encode())
+
+    def _take_token(self, now: float) -> bool:
+        limits = self.limits
+        self.tokens = min(
+            float(limits.rate_burst), self.tokens + (now - self.bucket_at) * limits.rate_per_s
+        )
+        self.bucket_at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    async def _serve(self, request: Request) -> None:
+        if isinstance(request, Ping):
+            self.transport.send(encode_reply(request.id, pong=True, version=PROTOCOL_VERSION))
+            return
+        if isinstance(request, Auth):
+            await self._auth(request)
+            return
+        if self.user_id is None:
+            raise FrameError("unauthenticated", "authenticate first (op auth)", request.id)
+        user_id = self.user_id
+        match request:
+            case Join():
+                await self._join(request, user_id)
+            case Leave(room=room_id):
+                if self.joined.pop(room_id, None) is not None:
+                    self.tree.pubsub.unsubscribe(room_topic(room_id))
+                self.typing_at.pop(room_id, None)
+                self.transport.send(encode_reply(request.id, room=room_id))
+            case Send(room=room_id, body=body, client_msg_id=client_msg_id):
+                message = await self._send(room_id, user_id, body, client_msg_id)
+                self.transport.send(
+                    encode_reply(
+                        request.id, duplicate=message.duplicate, message=message_fields(message)
+                    )
+                )
+            case Edit(room=room_id, seq=seq, body=body):
+                message = await room_server.edit(self.tree, room_id, user_id, seq, body)
+                self.transport.send(encode_reply(request.id, message=message_fields(message)))
+            case Delete(room=room_id, seq=seq):
+                message = await room_server.delete(self.tree, room_id, user_id, seq)
+                self.transport.send(encode_reply(request.id, message=message_fields(message)))
+            case Typing(room=room_id):
+                self._typing(request, room_id, user_id)
+            case Read(room=room_id, seq=seq):
+                marker = await mark_read(self.tree.require_database(), room_id, user_id, seq)
+                self.transport.send(encode_reply(request.id, room=room_id, seq=marker))
+
+    async def _auth(self, request: Auth) -> None:
+        if self.user_id is not None:
+            raise FrameError("invalid", "this connection is authenticated already", request.id)
+        try:
+            user, device = await authenticate(self.tree.require_database(), request.token)
+        except InvalidToken as error:
+            raise FrameError(
+                "unauthenticated", f"the token does not work ({error.reason})", request.id
+            ) from None
+        self.user_id, self.device_id = user.id, device.id
+        self.tree.connections.register(user.id, device.id)
+        self.transport.send(
+            encode_reply(request.id, user={"id": user.id, "username": user.username})
+        )
+
+    async def _join(self, request: Join, user_id: int) -> None:
+        room_id = request.room
+        if room_id not in self.joined and len(self.joined) >= self.limits.max_rooms_per_connection:
+            raise FrameError(
+                "too_many_rooms",
+                f"a connection joins at most {self.limits.max_rooms_per_connection} rooms",
+                request.id,
+            )
+        database = self.tree.require_database()
+        await require_member(database, room_id, user_id)
+        # Subscribe first: what is broadcast from now on waits in the mailbox while the
+        # database is read, and is filtered against what the replay sent (see the module).
+        self.tree.pubsub.subscribe(room_topic(room_id))
+        if request.since is None:
+            self.joined.setdefault(room_id, 0)
+            self.transport.send(encode_reply(request.id, room=room_id, complete=True))
+            return
+        cursor, sent, complete = request.since, 0, True
+        self.joined[room_id] = cursor
+        while True:
+            limit = min(MAX_HISTORY_LIMIT, self.limits.max_replay - sent)
+            if limit <= 0:
+                complete = False
+                break
+            resume = await since(database, room_id, cursor, limit)
+            now = self.clock.now()
+            for message in resume.messages:
+                self.transport.send(encode_push("message", message, now))
+                cursor = message.seq
+            sent += len(resume.messages)
+            if resume.complete:
+                break
+        self.joined[room_id] = max(self.joined.get(room_id, 0), cursor)
+        self.transport.send(
+            encode_reply(request.id, room=room_id, complete=complete, last_seq=cursor)
+        )
+
+    async def _send(self, room_id: int, user_id: int, body: str, client_msg_id: str) -> Any:
+        for attempt in range(_SEND_ATTEMPTS):
+            try:
+                return await room_server.send(self.tree, room_id, user_id, body, client_msg_id)
+            except RoomUnavailable:
+                if attempt == _SEND_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _typing(self, request: Typing, room_id: int, user_id: int) -> None:
+        if room_id not in self.joined:
+            raise FrameError("not_joined", "join the room before saying you type", request.id)
+        now = self.clock.monotonic()
+        last = self.typing_at.get(room_id)
+        sent = last is None or now - last >= self.limits.typing_interval_s
+        if sent:
+            self.typing_at[room_id] = now
+            frame = encode({"type": "typing", "room": room_id, "user": user_id})
+            self.tree.pubsub.broadcast_from(
+                otp.self(), room_topic(room_id), RoomPush(room_id, "typing", 0, frame)
+            )
+        # A typing notice beyond the interval is dropped, not an error: clients send them
+        # on every key press.
+        self.transport.send(encode_reply(request.id, sent=sent))
+
+    def _push(self, push: RoomPush) -> None:
+        last = self.joined.get(push.room_id)
+        if last is None:
+            return  # left the room; a push already in the mailbox
+        if push.kind == "message":
+            if push.seq <= last:
+                return  # sent by the replay, or broadcast twice
+            self.joined[push.room_id] = push.seq
+        self.transport.send(push.frame)
+
+
+def _chat_error(error: ChatError, request_id: Any) -> FrameError:
+    message = str(error)
+    match error:
+        case InvalidInput(code="too_long", field="body"):
+            return FrameError("too_large", message, request_id)
+        case InvalidInput():
+            return FrameError("invalid", message, request_id)
+        case NotMember():
+            return FrameError("not_member", message, request_id)
+        case NotFound(what="room"):
+            return FrameError("not_member", f"not a member of room {error.key!r}", request_id)
+        case NotFound():
+            return FrameError("not_found", message, request_id)
+        case Forbidden():
+            return FrameError("forbidden", message, request_id)
+        case Muted():
+            return FrameError("muted", message, request_id)
+        case Banned():
+            return FrameError("banned", message, request_id)
+        case InvalidToken():
+            return FrameError("unauthenticated", message, request_id)
+        case RoomUnavailable():
+            return FrameError("internal", "the room is restarting: retry", request_id, retry=True)
+    log.warning("chat connection: %s", message)
+    return FrameError("internal", message, request_id, retry=True)
+
+
+# "id" near the start of a frame: a string (no escapes) or an integer.
+_ID = re.compile(r'"id"\s*:\s*(?:"([^"\\]{0,64})"|(-?\d{1,18})\b)')
+
+
+def _peek_id(text: str | None) -> Any:
+    """The request id of a frame that is not parsed (too large, over the rate), when it is
+    found cheaply near its start; else ``None``."""
+    if text is None:
+        return None
+    found = _ID.search(text, 0, 256)
+    if found is None:
+        return None
+    return found[1] if found[1] is not None else int(found[2])

@@ -1,0 +1,147 @@
+"""The chat server's processes on one node: :class:`ChatTree`.
+
+::
+
+    chat (one_for_one)
+    ├── rooms         DynamicSupervisor: a RoomServer per active room (room_server.py)
+    └── connections   DynamicSupervisor: a Connection per WebSocket (connection.py)
+
+Beside the processes the tree holds what they share, none of it a process:
+
+- ``rooms``: a unique :class:`~trunkline.otp.Registry`, room id -> its room process (the
+  room's ``Via`` name);
+- ``connections``: a duplicate registry, user id -> the user's connection processes (value:
+  the device id): "is this user connected" is one dictionary lookup, the seam of presence and
+  of the notification events;
+- ``pubsub``: the :class:`~trunkline.otp.PubSub` of the topics ``room:<id>``, on which room
+  processes broadcast and connection processes listen.
+
+Making one starts nothing: put :meth:`ChatTree.child_spec` in a supervisor, or call
+:meth:`ChatTree.start_link`. Room and connection processes are ``temporary``: a room process
+that dies is started afresh, from the database, by the next call for its room
+(:func:`~trunkline.chat.room_server.room`); a connection that dies ends its socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trunkline import db, otp
+
+__all__ = ["ChatLimits", "ChatTree", "room_topic"]
+
+
+def room_topic(room_id: int) -> str:
+    """The PubSub topic of a room's pushes: ``"room:<id>"``."""
+    return f"room:{room_id}"
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """The limits of the chat server's processes; each is checked when made.
+
+    Attributes:
+        room_idle_s: a room process with no request and no subscriber for this long stops.
+        max_frame_bytes: the largest client frame served (larger: ``too_large``).
+        rate_per_s: operations a connection may make per second, sustained (token bucket).
+        rate_burst: operations it may make at once (the bucket's size).
+        max_rooms_per_connection: rooms one connection may have joined at once.
+        idle_timeout_s: a connection that sends no frame for this long is closed.
+        max_outbound_bytes: frames waiting to be written to a client, at most (counted in
+            characters); past it the client is too slow and is disconnected.
+        max_replay: the most messages a ``join`` with ``since`` replays (``complete`` is false
+            when there were more).
+        typing_interval_s: at most one typing push per connection and room per interval.
+    """
+
+    room_idle_s: float = 60.0
+    max_frame_bytes: int = 16_384
+    rate_per_s: float = 20.0
+    rate_burst: int = 50
+    max_rooms_per_connection: int = 100
+    idle_timeout_s: float = 90.0
+    max_outbound_bytes: int = 1_048_576
+    max_replay: int = 1_000
+    typing_interval_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("room_idle_s", "rate_per_s", "idle_timeout_s", "typing_interval_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"ChatLimits.{name} must be a number > 0, not {value!r}")
+        for name in (
+            "max_frame_bytes",
+            "rate_burst",
+            "max_rooms_per_connection",
+            "max_outbound_bytes",
+            "max_replay",
+        ):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"ChatLimits.{name} must be an integer >= 1, not {value!r}")
+
+
+@dataclass(eq=False)
+class ChatTree:
+    """The chat processes of a node and what they share; see the module documentation.
+
+    Args:
+        database: the database (or set :attr:`database` before starting).
+        limits: the limits of rooms and connections.
+        pubsub: the PubSub of room topics (a node-local one by default).
+
+    Example::
+
+        tree = ChatTree(database)
+        await tree.start_link()
+        pid = await room(tree, room_id)                 # started on demand
+        message = await send(tree, room_id, ada.id, "hi", "c-1")
+    """
+
+    database: db.Database | None = None
+    limits: ChatLimits = field(default_factory=ChatLimits)
+    pubsub: otp.PubSub = field(default_factory=lambda: otp.PubSub("chat"))
+    rooms: otp.Registry = field(default_factory=lambda: otp.Registry("unique", name="chat.rooms"))
+    connections: otp.Registry = field(
+        default_factory=lambda: otp.Registry("duplicate", name="chat.connections")
+    )
+    room_supervisor: otp.Pid | None = None
+    connection_supervisor: otp.Pid | None = None
+
+    def require_database(self) -> db.Database:
+        """The database.
+
+        Raises:
+            RuntimeError: none was given.
+        """
+        if self.database is None:
+            raise RuntimeError("the chat tree has no database")
+        return self.database
+
+    def is_connected(self, user_id: int) -> bool:
+        """Whether the user has a connection (an authenticated socket) on this node."""
+        return bool(self.connections.lookup(user_id))
+
+    def child_spec(self, id: Any = "chat") -> otp.ChildSpec:
+        """A child spec that starts the tree (a supervisor) under another supervisor."""
+        return otp.ChildSpec(id, self.start_link, type="supervisor")
+
+    async def start_link(self) -> otp.Pid:
+        """Start the tree, linked to the caller; its pid."""
+        self.require_database()
+        children = [
+            otp.ChildSpec("rooms", self._starter("room_supervisor"), type="supervisor"),
+            otp.ChildSpec("connections", self._starter("connection_supervisor"), type="supervisor"),
+        ]
+        pid: otp.Pid = await otp.Supervisor.start_link(children, strategy="one_for_one")
+        return pid
+
+    def _starter(self, attribute: str) -> Callable[[], Any]:
+        async def start() -> otp.Pid:
+            pid = await otp.DynamicSupervisor.start_link()
+            setattr(self, attribute, pid)
+            return pid
+
+        return start

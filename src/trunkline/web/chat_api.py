@@ -1,0 +1,635 @@
+"""The chat server's HTTP API, under ``/api/v1/``: accounts, rooms, history, read markers,
+search. See the "HTTP API" section of ``docs/chat.md``.
+
+Each route is declared on the node's :class:`~trunkline.web.openapi.Api`, so it is in
+``/openapi.json`` with its request and response models (:mod:`~trunkline.web.chat_models`),
+and calls the services of :mod:`trunkline.chat`, which check every rule and permission that
+writes; what only reads a room (history, members) checks membership here first, with
+:func:`trunkline.chat.require_member`. Every route but registering and logging in needs a
+bearer token (:mod:`~trunkline.web.chat_auth`). Users are named by username in bodies and
+paths, by id and username in answers.
+
+Sending messages is the WebSocket's (it goes through the room's process); this API reads them.
+
+:func:`add_chat_api` is a :data:`~trunkline.server.context.WebHook`; a node has it by default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from trunkline import chat, db, otp
+from trunkline.chat.rooms import MAX_LIST_LIMIT
+
+from .chat_auth import API_PREFIX, ChatApiError, authenticated, bearer_token, chat_error_middleware
+from .chat_models import (
+    ChatErrorBody,
+    DeviceList,
+    DeviceOut,
+    DirectRequest,
+    LeaveOut,
+    MemberList,
+    MemberOut,
+    MeOut,
+    MessageList,
+    MessageOut,
+    ModerationRequest,
+    MyRoom,
+    MyRoomList,
+    NewAccount,
+    NewRoom,
+    NewSession,
+    PublicRoomList,
+    ReadMarker,
+    ReadRequest,
+    RoleRequest,
+    RoomDetail,
+    RoomOut,
+    SessionOut,
+    UnreadCount,
+    UnreadList,
+    UserBrief,
+    UserOut,
+    UserRequest,
+)
+from .openapi import API
+
+if TYPE_CHECKING:
+    from trunkline.server.context import NodeContext
+
+__all__ = ["add_chat_api"]
+
+_ROOM = API_PREFIX + r"rooms/{room_id:\d+}"
+
+_USER_BY_NAME = db.Query(
+    "web.chat.user_by_name",
+    "SELECT id, username, display_name FROM chat_users WHERE username = $1",
+)
+# The users of a list of ids, in one query whatever its length: the ids travel as one JSON
+# array, which each engine unpacks.
+_USERS_BY_IDS = db.Query(
+    "web.chat.users_by_ids",
+    postgresql="SELECT id, username, display_name FROM chat_users "
+    "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
+    sqlite="SELECT id, username, display_name FROM chat_users "
+    "WHERE id IN (SELECT value FROM json_each($1))",
+)
+
+
+def _errors(*statuses: int, body: bool = False) -> dict[int, type[ChatErrorBody]]:
+    """The error statuses of a route, for the document; a route with a body may also answer
+    413 (too large) and 415 (not JSON)."""
+    return dict.fromkeys((*statuses, *((413, 415) if body else ())), ChatErrorBody)
+
+
+def add_chat_api(app: web.Application, context: NodeContext) -> None:
+    """Declare the chat API's routes on ``app[API]`` and answer their errors in its shape."""
+    app.middlewares.append(chat_error_middleware)
+    api = app[API]
+
+    def database() -> db.Database:
+        return context.require_database()
+
+    async def user_of(request: web.Request) -> chat.User:
+        return (await authenticated(request, context)).user
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    @api.route(
+        "POST",
+        API_PREFIX + "accounts",
+        summary="Register an account",
+        tags=["accounts"],
+        request=NewAccount,
+        response=UserOut,
+        status=201,
+        responses=_errors(400, 409, body=True),
+    )
+    async def register(request: web.Request, body: NewAccount) -> UserOut:
+        user = await chat.register(
+            database(),
+            body.username,
+            body.password,
+            body.display_name,
+            passwords=context.passwords,
+        )
+        return UserOut.from_user(user)
+
+    @api.route(
+        "POST",
+        API_PREFIX + "sessions",
+        summary="Log in: a new device and its token",
+        description="Failed logins are limited per account and per client address "
+        "(429 too_many_attempts, with Retry-After).",
+        tags=["accounts"],
+        request=NewSession,
+        response=SessionOut,
+        status=201,
+        responses=_errors(400, 401, 429, body=True),
+    )
+    async def log_in(request: web.Request, body: NewSession) -> SessionOut:
+        user, token, device = await chat.login(
+            database(),
+            body.username,
+            body.password,
+            device_name=body.device_name,
+            address=request.remote,
+            user_agent=request.headers.get("User-Agent"),
+            limiter=context.login_limiter,
+            passwords=context.passwords,
+            token_ttl_s=context.settings.chat.token_ttl_s,
+        )
+        return SessionOut(
+            token=token,
+            user=UserOut.from_user(user),
+            device=DeviceOut.from_device(device, device.id),
+        )
+
+    @api.route(
+        "DELETE",
+        API_PREFIX + "sessions/current",
+        summary="Log out: revoke this request's token",
+        tags=["accounts"],
+        status=204,
+        responses=_errors(401),
+    )
+    async def log_out(request: web.Request) -> None:
+        await authenticated(request, context)
+        await chat.logout(database(), bearer_token(request))
+
+    @api.route(
+        "GET",
+        API_PREFIX + "me",
+        summary="The token's user and device",
+        tags=["accounts"],
+        response=MeOut,
+        responses=_errors(401),
+    )
+    async def me(request: web.Request) -> MeOut:
+        user, device = await authenticated(request, context)
+        return MeOut(user=UserOut.from_user(user), device=DeviceOut.from_device(device, device.id))
+
+    @api.route(
+        "GET",
+        API_PREFIX + "devices",
+        summary="One's devices whose tokens work",
+        tags=["accounts"],
+        response=DeviceList,
+        responses=_errors(401),
+    )
+    async def devices(request: web.Request) -> DeviceList:
+        user, current = await authenticated(request, context)
+        found = await chat.list_devices(database(), user.id)
+        return DeviceList(devices=[DeviceOut.from_device(d, current.id) for d in found])
+
+    @api.route(
+        "DELETE",
+        API_PREFIX + r"devices/{device_id:\d+}",
+        summary="Revoke one of one's devices",
+        tags=["accounts"],
+        status=204,
+        responses=_errors(401, 404),
+    )
+    async def revoke_device(request: web.Request) -> None:
+        user = await user_of(request)
+        await chat.revoke_device(database(), user.id, _path_id(request, "device_id"))
+
+    # -- rooms -----------------------------------------------------------------------------------
+
+    @api.route(
+        "POST",
+        API_PREFIX + "rooms",
+        summary="Create a room (its creator owns it)",
+        tags=["rooms"],
+        request=NewRoom,
+        response=RoomOut,
+        status=201,
+        responses=_errors(400, 401, body=True),
+    )
+    async def create_room(request: web.Request, body: NewRoom) -> RoomOut:
+        user = await user_of(request)
+        room = await chat.create_room(
+            database(), user.id, body.name, private=body.kind == "private", topic=body.topic
+        )
+        return RoomOut.from_room(room)
+
+    @api.route(
+        "GET",
+        API_PREFIX + "rooms",
+        summary="One's rooms, with their unread messages",
+        tags=["rooms"],
+        response=MyRoomList,
+        responses=_errors(401),
+    )
+    async def my_rooms(request: web.Request) -> MyRoomList:
+        user = await user_of(request)
+        rooms = await chat.user_rooms(database(), user.id)
+        unread = await chat.unread_counts(database(), user.id)  # one query, all rooms
+        return MyRoomList(
+            rooms=[
+                MyRoom(**RoomOut.from_room(room).model_dump(), unread=unread.get(room.id, 0))
+                for room in rooms
+            ]
+        )
+
+    @api.route(
+        "GET",
+        API_PREFIX + "rooms/public",
+        summary="The public rooms, a page at a time",
+        description="Query: `after` (the `next_after` of the previous page; 0 at first), "
+        f"`limit` (1 to {MAX_LIST_LIMIT}, 50 by default).",
+        tags=["rooms"],
+        response=PublicRoomList,
+        responses=_errors(400, 401),
+    )
+    async def public_rooms(request: web.Request) -> PublicRoomList:
+        await user_of(request)
+        after = _query_int(request, "after", 0)
+        limit = _query_int(request, "limit", 50)
+        rooms = await chat.public_rooms(database(), after_id=after, limit=limit)
+        full = len(rooms) == min(limit, MAX_LIST_LIMIT)
+        return PublicRoomList(
+            rooms=[RoomOut.from_room(room) for room in rooms],
+            next_after=rooms[-1].id if rooms and full else None,
+        )
+
+    async def room_detail(room: chat.Room, user_id: int) -> RoomDetail:
+        place = await chat.member(database(), room.id, user_id)
+        if place is None:
+            if room.kind is not chat.RoomKind.PUBLIC:
+                # Private and direct rooms are not shown to outsiders, nor said to exist.
+                raise chat.NotFound("room", room.id)
+            return RoomDetail(
+                **RoomOut.from_room(room).model_dump(), role=None, last_read_seq=None, unread=None
+            )
+        unread = await chat.unread_counts(database(), user_id)
+        return RoomDetail(
+            **RoomOut.from_room(room).model_dump(),
+            role=place.role.value,
+            last_read_seq=place.last_read_seq,
+            unread=unread.get(room.id, 0),
+        )
+
+    @api.route(
+        "GET",
+        _ROOM,
+        summary="A room, and one's place in it",
+        description="Private and direct rooms are not found by non-members.",
+        tags=["rooms"],
+        response=RoomDetail,
+        responses=_errors(401, 403, 404),
+    )
+    async def get_room(request: web.Request) -> RoomDetail:
+        user = await user_of(request)
+        room = await chat.get_room(database(), _path_id(request, "room_id"))
+        return await room_detail(room, user.id)
+
+    @api.route(
+        "POST",
+        _ROOM + "/join",
+        summary="Join a room (a private one by invitation)",
+        tags=["rooms"],
+        response=RoomDetail,
+        responses=_errors(401, 403, 404),
+    )
+    async def join(request: web.Request) -> RoomDetail:
+        user = await user_of(request)
+        room_id = _path_id(request, "room_id")
+        await chat.join(database(), room_id, user.id)
+        return await room_detail(await chat.get_room(database(), room_id), user.id)
+
+    @api.route(
+        "POST",
+        _ROOM + "/leave",
+        summary="Leave a room (an owner hands it on)",
+        tags=["rooms"],
+        response=LeaveOut,
+        responses=_errors(401, 403, 404),
+    )
+    async def leave(request: web.Request) -> LeaveOut:
+        user = await user_of(request)
+        new_owner = await chat.leave(database(), _path_id(request, "room_id"), user.id)
+        if new_owner is None:
+            return LeaveOut(new_owner=None)
+        briefs = await _briefs(database(), [new_owner])
+        return LeaveOut(new_owner=briefs.get(new_owner))
+
+    @api.route(
+        "POST",
+        _ROOM + "/invites",
+        summary="Invite a user (to a private room: owners and admins)",
+        tags=["rooms"],
+        request=UserRequest,
+        status=204,
+        responses=_errors(400, 401, 403, 404, body=True),
+    )
+    async def invite(request: web.Request, body: UserRequest) -> None:
+        user = await user_of(request)
+        invitee = await _user_id(database(), body.user)
+        await chat.invite(database(), _path_id(request, "room_id"), user.id, invitee)
+
+    @api.route(
+        "GET",
+        _ROOM + "/members",
+        summary="The members of a room (members only)",
+        tags=["rooms"],
+        response=MemberList,
+        responses=_errors(401, 403, 404),
+    )
+    async def members(request: web.Request) -> MemberList:
+        user = await user_of(request)
+        room_id = _path_id(request, "room_id")
+        await chat.require_member(database(), room_id, user.id)
+        found = await chat.members(database(), room_id)
+        briefs = await _briefs(database(), (m.user_id for m in found))
+        now = otp.current_node().clock.now()
+        return MemberList(
+            members=[
+                MemberOut(
+                    user=briefs[m.user_id],
+                    role=m.role.value,
+                    joined_at=m.joined_at,
+                    muted=m.is_muted(now),
+                    muted_until=m.muted_until if m.is_muted(now) else None,
+                )
+                for m in found
+                if m.user_id in briefs
+            ]
+        )
+
+    @api.route(
+        "POST",
+        API_PREFIX + "direct",
+        summary="The direct room with a user (the same one both ways)",
+        tags=["rooms"],
+        request=DirectRequest,
+        response=RoomOut,
+        responses=_errors(400, 401, 404, body=True),
+    )
+    async def direct(request: web.Request, body: DirectRequest) -> RoomOut:
+        user = await user_of(request)
+        other = await _user_id(database(), body.user)
+        if other == user.id:
+            raise ChatApiError(
+                400,
+                "invalid_input",
+                "a direct room is between two different users",
+                field="user",
+                reason="same_user",
+            )
+        return RoomOut.from_room(await chat.open_direct(database(), user.id, other))
+
+    # -- moderation ------------------------------------------------------------------------------
+
+    def moderation(action: str, summary: str, *, timed: bool = False) -> None:
+        async def moderate(request: web.Request, body: ModerationRequest) -> None:
+            user = await user_of(request)
+            room_id = _path_id(request, "room_id")
+            target = await _user_id(database(), body.user)
+            conn = database()
+            if action == "kick":
+                await chat.kick(conn, room_id, user.id, target)
+            elif action == "unban":
+                await chat.unban(conn, room_id, user.id, target)
+            elif action == "unmute":
+                await chat.unmute(conn, room_id, user.id, target)
+            elif action == "ban":
+                await chat.ban(conn, room_id, user.id, target, duration_s=_duration(body))
+            else:
+                await chat.mute(conn, room_id, user.id, target, duration_s=_duration(body))
+
+        async def moderate_now(request: web.Request, body: ModerationRequest) -> None:
+            if body.until is not None:
+                raise ChatApiError(
+                    400,
+                    "invalid_input",
+                    f"{action} takes no end: `until` is for ban and mute",
+                    field="until",
+                    reason="not_allowed",
+                )
+            await moderate(request, body)
+
+        handler = moderate if timed else moderate_now
+        handler.__name__ = action
+        api.route(
+            "POST",
+            f"{_ROOM}/{action}",
+            summary=summary,
+            description="Owners and admins only; nobody acts on themselves or the owner, "
+            "and an admin not on another admin.",
+            tags=["moderation"],
+            request=ModerationRequest,
+            status=204,
+            responses=_errors(400, 401, 403, 404, body=True),
+            operation_id=action,
+        )(handler)
+
+    moderation("kick", "Remove a member (they may join again)")
+    moderation("ban", "Ban a user: out of the room until `until` or unbanned", timed=True)
+    moderation("unban", "Lift a ban")
+    moderation("mute", "Mute a member: no sending until `until` or unmuted", timed=True)
+    moderation("unmute", "Lift a mute")
+
+    @api.route(
+        "PUT",
+        _ROOM + "/members/{username}/role",
+        summary="Make a member admin, or member again (the owner only)",
+        tags=["moderation"],
+        request=RoleRequest,
+        status=204,
+        responses=_errors(400, 401, 403, 404, body=True),
+    )
+    async def set_role(request: web.Request, body: RoleRequest) -> None:
+        user = await user_of(request)
+        target = await _user_id(database(), request.match_info["username"])
+        await chat.set_role(
+            database(), _path_id(request, "room_id"), user.id, target, chat.Role(body.role)
+        )
+
+    # -- messages --------------------------------------------------------------------------------
+
+    @api.route(
+        "GET",
+        _ROOM + "/messages",
+        summary="A page of a room's history (members only)",
+        description="Query: `before`, `after` (sequence numbers; neither: the latest page), "
+        f"`limit` (1 to {chat.MAX_HISTORY_LIMIT}, 50 by default). In order of `seq`; "
+        "deleted messages are tombstones, so numbers have no holes.",
+        tags=["messages"],
+        response=MessageList,
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def history(request: web.Request) -> MessageList:
+        user = await user_of(request)
+        room_id = _path_id(request, "room_id")
+        before = _query_id(request, "before")
+        after = _query_id(request, "after")
+        limit = _query_int(request, "limit", 50)
+        await chat.require_member(database(), room_id, user.id)
+        page = await chat.history(database(), room_id, before=before, after=after, limit=limit)
+        return await _message_list(database(), page)
+
+    @api.route(
+        "PUT",
+        _ROOM + "/read",
+        summary="Move one's read marker forward",
+        tags=["messages"],
+        request=ReadRequest,
+        response=ReadMarker,
+        responses=_errors(400, 401, 403, 404, body=True),
+    )
+    async def mark_read(request: web.Request, body: ReadRequest) -> ReadMarker:
+        user = await user_of(request)
+        room_id = _path_id(request, "room_id")
+        marker = await chat.mark_read(database(), room_id, user.id, body.seq)
+        unread = await chat.unread_counts(database(), user.id)
+        return ReadMarker(room_id=room_id, last_read_seq=marker, unread=unread.get(room_id, 0))
+
+    @api.route(
+        "GET",
+        API_PREFIX + "unread",
+        summary="Unread messages of each of one's rooms",
+        tags=["messages"],
+        response=UnreadList,
+        responses=_errors(401),
+    )
+    async def unread(request: web.Request) -> UnreadList:
+        user = await user_of(request)
+        counts = await chat.unread_counts(database(), user.id)
+        return UnreadList(
+            rooms=[UnreadCount(room_id=r, unread=n) for r, n in sorted(counts.items())],
+            total=sum(counts.values()),
+        )
+
+    @api.route(
+        "GET",
+        API_PREFIX + "search",
+        summary="Search the messages of one's rooms",
+        description='Query: `q` (words; `"a phrase"`, `-excluded`, `or`), `room` (a room id '
+        f"to search in only), `limit` (1 to {chat.MAX_SEARCH_LIMIT}, 20 by default). Newest "
+        "first.",
+        tags=["messages"],
+        response=MessageList,
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def search(request: web.Request) -> MessageList:
+        user = await user_of(request)
+        query = request.query.get("q")
+        if query is None:
+            raise ChatApiError(
+                400, "invalid_input", "say what to look for: ?q=words", field="q", reason="missing"
+            )
+        room_id = _query_id(request, "room")
+        limit = _query_int(request, "limit", 20)
+        try:
+            found = await chat.search(database(), user.id, query, room_id=room_id, limit=limit)
+        except chat.InvalidInput as error:
+            # The service calls the query "query"; over HTTP it is the parameter q.
+            field = "q" if error.field == "query" else error.field
+            raise ChatApiError(
+                400, "invalid_input", error.message, field=field, reason=error.code
+            ) from None
+        return await _message_list(database(), found)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _path_id(request: web.Request, name: str) -> int:
+    # The route's pattern admits digits only; a number too large for the database is no row.
+    value = int(request.match_info[name])
+    if value > 2**63 - 1:
+        raise chat.NotFound(name.removesuffix("_id"), value)
+    return value
+
+
+def _query_int(request: web.Request, name: str, default: int) -> int:
+    found = _query_id(request, name)
+    return default if found is None else found
+
+
+def _query_id(request: web.Request, name: str) -> int | None:
+    """Query parameter ``name``: a whole number >= 0, or ``None`` when absent."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 2**63 - 1:
+        raise ChatApiError(
+            400,
+            "invalid_input",
+            f"{name} is a whole number >= 0, not {raw!r}",
+            field=name,
+            reason="wrong_type",
+        )
+    return value
+
+
+def _duration(body: ModerationRequest) -> float | None:
+    if body.until is None:
+        return None
+    seconds = (body.until - otp.current_node().clock.now()).total_seconds()
+    if seconds <= 0:
+        raise ChatApiError(
+            400, "invalid_input", "`until` is in the past", field="until", reason="in_past"
+        )
+    return seconds
+
+
+async def _user_id(conn: db.Database, username: str) -> int:
+    """The id of the account ``username`` (normalized as at registration).
+
+    Raises:
+        NotFound: no such account (a name no account could have included).
+    """
+    try:
+        name = chat.normalize_username(username)
+    except chat.InvalidInput:
+        raise chat.NotFound("user", username) from None
+    row = await conn.fetch_one(_USER_BY_NAME, name)
+    if row is None:
+        raise chat.NotFound("user", username)
+    user_id: int = row["id"]
+    return user_id
+
+
+async def _briefs(conn: db.Database, ids: Iterable[int]) -> dict[int, UserBrief]:
+    """The users of ``ids`` that still exist, by id, in one query."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(_USERS_BY_IDS, json.dumps(wanted))
+    return {
+        row["id"]: UserBrief(
+            id=row["id"], username=row["username"], display_name=row["display_name"]
+        )
+        for row in rows
+    }
+
+
+async def _message_list(conn: db.Database, messages: list[chat.Message]) -> MessageList:
+    senders = await _briefs(conn, (m.sender_id for m in messages))
+    return MessageList(
+        messages=[
+            MessageOut(
+                id=m.id,
+                room_id=m.room_id,
+                seq=m.seq,
+                sender=senders.get(m.sender_id),
+                client_msg_id=m.client_msg_id,
+                body=m.body,
+                created_at=m.created_at,
+                edited_at=m.edited_at,
+                deleted_at=m.deleted_at,
+                version=m.version,
+            )
+            for m in messages
+        ]
+    )

@@ -1,0 +1,334 @@
+"""The bodies of the chat HTTP API (:mod:`trunkline.web.chat_api`), as pydantic models.
+
+Request models check only the JSON shape (types, required fields); the rules of each value
+(username, password, room name, topic...) are the chat services' own, so a bad value gets the
+same ``invalid_input`` error, with the same ``field`` and ``reason``, over HTTP as over the
+WebSocket. Response models are built from the services' results by the ``from_*`` helpers.
+
+Users are named by **username** in request bodies and paths (``{"user": "bob"}``,
+``/members/bob/role``); responses give both the id and the username.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from trunkline import chat
+
+from .errors import ErrorDetail
+
+__all__ = [
+    "ChatErrorBody",
+    "ChatErrorDetail",
+    "DeviceList",
+    "DeviceOut",
+    "DirectRequest",
+    "LeaveOut",
+    "MeOut",
+    "MemberList",
+    "MemberOut",
+    "MessageList",
+    "MessageOut",
+    "ModerationRequest",
+    "MyRoom",
+    "MyRoomList",
+    "NewAccount",
+    "NewRoom",
+    "NewSession",
+    "PublicRoomList",
+    "ReadMarker",
+    "ReadRequest",
+    "RoleRequest",
+    "RoomDetail",
+    "RoomOut",
+    "SessionOut",
+    "UnreadCount",
+    "UnreadList",
+    "UserBrief",
+    "UserOut",
+    "UserRequest",
+]
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class ChatErrorDetail(ErrorDetail):
+    """An error of the chat API: the common fields, whether a retry may succeed, and what
+    the error has to say (each only when it applies)."""
+
+    retry: bool = Field(description="whether the same request may succeed later")
+    field: str | None = Field(default=None, description="invalid_input: the field at fault")
+    reason: str | None = Field(
+        default=None,
+        description="invalid_input: what is wrong (too_short...); unauthenticated: "
+        "missing, unknown, expired or revoked",
+    )
+    what: str | None = Field(default=None, description="not_found: user, room, device...")
+    retry_after_s: float | None = Field(default=None, description="too_many_attempts")
+    until: datetime | None = Field(
+        default=None, description="banned, muted: when it ends (absent: no end)"
+    )
+
+
+class ChatErrorBody(BaseModel):
+    """The body of every error of the chat API."""
+
+    error: ChatErrorDetail
+
+
+# -- accounts ----------------------------------------------------------------------------------
+
+
+class NewAccount(BaseModel):
+    """Register: the username is normalized (NFKC, lower case); see docs/chat.md."""
+
+    username: str
+    password: str
+    display_name: str
+
+
+class NewSession(BaseModel):
+    """Log in, opening a device (a session) with its own token."""
+
+    username: str
+    password: str
+    device_name: str | None = None
+
+
+class UserOut(BaseModel):
+    """An account, as anyone may see it."""
+
+    id: int
+    username: str
+    display_name: str
+    created_at: datetime
+
+    @classmethod
+    def from_user(cls, user: chat.User) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            created_at=user.created_at,
+        )
+
+
+class UserBrief(BaseModel):
+    """A user named in a member list or a message."""
+
+    id: int
+    username: str
+    display_name: str
+
+
+class DeviceOut(BaseModel):
+    """A device (a login) of the user; ``current``: the one making this request."""
+
+    id: int
+    name: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    address: str | None
+    current: bool = False
+
+    @classmethod
+    def from_device(cls, device: chat.Device, current_id: int | None = None) -> DeviceOut:
+        return cls(
+            id=device.id,
+            name=device.name,
+            created_at=device.created_at,
+            last_seen_at=device.last_seen_at,
+            expires_at=device.expires_at,
+            user_agent=device.user_agent,
+            address=device.address,
+            current=device.id == current_id,
+        )
+
+
+class SessionOut(BaseModel):
+    """A login: the token (shown this once; send it as ``Authorization: Bearer <token>``),
+    the user and the new device."""
+
+    token: str
+    user: UserOut
+    device: DeviceOut
+
+
+class MeOut(BaseModel):
+    """Who the token belongs to, and its device."""
+
+    user: UserOut
+    device: DeviceOut
+
+
+class DeviceList(BaseModel):
+    """The user's devices whose tokens work, oldest first."""
+
+    devices: list[DeviceOut]
+
+
+# -- rooms -------------------------------------------------------------------------------------
+
+
+class NewRoom(BaseModel):
+    """Create a room: public (anyone joins) or private (by invitation)."""
+
+    name: str
+    topic: str = ""
+    kind: Literal["public", "private"] = "public"
+
+
+class RoomOut(BaseModel):
+    """A room. ``name`` is null for a direct room."""
+
+    id: int
+    kind: Literal["public", "private", "direct"]
+    name: str | None
+    topic: str
+    created_by: int | None
+    created_at: datetime
+
+    @classmethod
+    def from_room(cls, room: chat.Room) -> RoomOut:
+        return cls(
+            id=room.id,
+            kind=room.kind.value,
+            name=room.name,
+            topic=room.topic,
+            created_by=room.created_by,
+            created_at=room.created_at,
+        )
+
+
+class MyRoom(RoomOut):
+    """A room of the user, with its unread messages."""
+
+    unread: int
+
+
+class MyRoomList(BaseModel):
+    """The user's rooms (direct ones too), by id."""
+
+    rooms: list[MyRoom]
+
+
+class RoomDetail(RoomOut):
+    """A room, and the asking user's place in it (all null for a non-member)."""
+
+    role: Literal["owner", "admin", "member"] | None
+    last_read_seq: int | None
+    unread: int | None
+
+
+class PublicRoomList(BaseModel):
+    """A page of public rooms, by id; ``next_after``: the ``after`` of the next page (null
+    on the last page)."""
+
+    rooms: list[RoomOut]
+    next_after: int | None
+
+
+class UserRequest(BaseModel):
+    """A user, by username: to invite, or to open a direct room with."""
+
+    user: str
+
+
+class DirectRequest(UserRequest):
+    """Open (or find) the direct room with ``user``."""
+
+
+class ModerationRequest(BaseModel):
+    """Kick, ban, unban, mute or unmute ``user``; ``until`` (ban and mute only) ends it on
+    its own, absent means until lifted."""
+
+    user: str
+    until: AwareDatetime | None = None
+
+
+class RoleRequest(BaseModel):
+    """The role the owner gives a member."""
+
+    role: Literal["admin", "member"]
+
+
+class MemberOut(BaseModel):
+    """A member of a room. ``muted`` says whether a mute holds now."""
+
+    user: UserBrief
+    role: Literal["owner", "admin", "member"]
+    joined_at: datetime
+    muted: bool
+    muted_until: datetime | None
+
+
+class MemberList(BaseModel):
+    """The members of a room, in the order they joined."""
+
+    members: list[MemberOut]
+
+
+class LeaveOut(BaseModel):
+    """The user left; ``new_owner``: who owns the room now, if the owner left."""
+
+    new_owner: UserBrief | None
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+class MessageOut(BaseModel):
+    """A message. A deleted one is a tombstone: ``body`` empty, ``deleted_at`` set; an edit
+    keeps ``seq`` and raises ``version``."""
+
+    id: int
+    room_id: int
+    seq: int
+    sender: UserBrief | None = Field(description="null once the sender's account is gone")
+    client_msg_id: str
+    body: str
+    created_at: datetime
+    edited_at: datetime | None
+    deleted_at: datetime | None
+    version: int
+
+
+class MessageList(BaseModel):
+    """Messages: a page of history in order of ``seq``, or search results newest first."""
+
+    messages: list[MessageOut]
+
+
+class ReadRequest(BaseModel):
+    """The user has read the room up to ``seq``."""
+
+    seq: int = Field(ge=0)
+
+
+class ReadMarker(BaseModel):
+    """The read marker now (it never moves back, nor past the last message) and what is
+    left unread in the room."""
+
+    room_id: int
+    last_read_seq: int
+    unread: int
+
+
+class UnreadCount(BaseModel):
+    """Unread messages of one room: after the marker, not one's own, not deleted."""
+
+    room_id: int
+    unread: int
+
+
+class UnreadList(BaseModel):
+    """Unread messages of every room of the user (0 included), and their total."""
+
+    rooms: list[UnreadCount]
+    total: int
