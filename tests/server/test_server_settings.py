@@ -124,3 +124,20 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_an_overridden_invalid_value_does_not_matter(tmp_path: Path) -> None:
     config = write(tmp_path, "port = 70000\n")
     assert load_settings(env={"TRUNKLINE_PORT": "4001"}, config_path=config).port == 4001
+
+
+def test_chat_limits_come_from_every_source_and_reach_the_node(tmp_path: Path) -> None:
+    from trunkline.server import NodeContext
+    from trunkline.server.node import TrunklineNode
+
+    config = tmp_path / "trunkline.toml"
+    config.write_text("[chat]\nrate_per_s = 5.5\ntoken_ttl_s = 3600\n")
+    settings = load_settings(
+        cli={}, env={env_var("chat.max_frame_bytes"): "2048"}, config_path=config
+    )
+    node = TrunklineNode(NodeContext(settings))
+    assert (node.chat.limits.max_frame_bytes, node.chat.limits.rate_per_s) == (2048, 5.5)
+    assert node.chat.limits.max_replay == 1_000  # the default
+    assert node.chat.token_ttl_s == 3600
+    with pytest.raises(SettingsError, match=r"chat\.rate_burst = '0' \(from environment"):
+        load_settings(cli={}, env={"TRUNKLINE_CHAT_RATE_BURST": "0"})

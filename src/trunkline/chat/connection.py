@@ -263,7 +263,9 @@ class Connection(otp.GenServer):
         if self.user_id is not None:
             raise FrameError("invalid", "this connection is authenticated already", request.id)
         try:
-            user, device = await authenticate(self.tree.require_database(), request.token)
+            user, device = await authenticate(
+                self.tree.require_database(), request.token, token_ttl_s=self.tree.token_ttl_s
+            )
         except InvalidToken as error:
             raise FrameError(
                 "unauthenticated", f"the token does not work ({error.reason})", request.id

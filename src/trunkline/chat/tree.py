@@ -30,6 +30,8 @@ from typing import Any
 
 from trunkline import db, otp
 
+from .accounts import TOKEN_TTL_S
+
 __all__ = ["ChatLimits", "ChatTree", "room_topic"]
 
 
@@ -90,6 +92,8 @@ class ChatTree:
     Args:
         database: the database (or set :attr:`database` before starting).
         limits: the limits of rooms and connections.
+        token_ttl_s: how long a token lives unused, as the HTTP API has it (the socket's
+            ``auth`` renews it the same way).
         pubsub: the PubSub of room topics (a node-local one by default).
 
     Example::
@@ -102,6 +106,7 @@ class ChatTree:
 
     database: db.Database | None = None
     limits: ChatLimits = field(default_factory=ChatLimits)
+    token_ttl_s: float = TOKEN_TTL_S
     pubsub: otp.PubSub = field(default_factory=lambda: otp.PubSub("chat"))
     rooms: otp.Registry = field(default_factory=lambda: otp.Registry("unique", name="chat.rooms"))
     connections: otp.Registry = field(

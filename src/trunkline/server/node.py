@@ -118,7 +118,8 @@ class TrunklineNode(otp.Application):
         self.context = context
         if add_chat_api not in context.web_hooks:
             context.web_hooks.append(add_chat_api)  # the chat HTTP API, under /api/v1/
-        self.chat = ChatTree()
+        chat_settings = context.settings.chat
+        self.chat = ChatTree(limits=chat_settings.limits(), token_ttl_s=chat_settings.token_ttl_s)
         context.migrations.setdefault(chat.COMPONENT, chat.MIGRATIONS)
         context.web_hooks.append(chat_socket_hook(self.chat))
 

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trunkline import db
+from trunkline.chat import ChatLimits
 
 __all__ = [
     "DEFAULT_DATABASE",
@@ -78,6 +80,10 @@ class JobsSettings(BaseModel):
         return queues
 
 
+# The settings of chat.ChatLimits, by their names there.
+_LIMITS = tuple(field.name for field in dataclasses.fields(ChatLimits))
+
+
 class ChatSettings(BaseModel):
     """The chat service's limits (its components add theirs here).
 
@@ -86,6 +92,10 @@ class ChatSettings(BaseModel):
         login_max_failures_per_account: failed logins allowed per account in the window.
         login_max_failures_per_address: failed logins allowed per client address in the window.
         login_window_s: the sliding window of the login limits (15 minutes).
+        room_idle_s, max_frame_bytes, rate_per_s, rate_burst, max_rooms_per_connection,
+            idle_timeout_s, max_outbound_bytes, max_replay, typing_interval_s: the limits of
+            rooms and connections (:class:`~trunkline.chat.ChatLimits`, which says what each
+            one bounds; same defaults).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -94,6 +104,19 @@ class ChatSettings(BaseModel):
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_window_s: float = Field(default=900.0, gt=0)
+    room_idle_s: float = Field(default=60.0, gt=0)
+    max_frame_bytes: int = Field(default=16_384, ge=1)
+    rate_per_s: float = Field(default=20.0, gt=0)
+    rate_burst: int = Field(default=50, ge=1)
+    max_rooms_per_connection: int = Field(default=100, ge=1)
+    idle_timeout_s: float = Field(default=90.0, gt=0)
+    max_outbound_bytes: int = Field(default=1_048_576, ge=1)
+    max_replay: int = Field(default=1_000, ge=1)
+    typing_interval_s: float = Field(default=2.0, gt=0)
+
+    def limits(self) -> ChatLimits:
+        """The limits of the node's chat processes."""
+        return ChatLimits(**{name: getattr(self, name) for name in _LIMITS})
 
 
 class Settings(BaseModel):
@@ -150,6 +173,11 @@ _ENV_SETTINGS = (
     "max_body_bytes",
     "jobs.queues",
     "jobs.metrics_interval_s",
+    "chat.token_ttl_s",
+    "chat.login_max_failures_per_account",
+    "chat.login_max_failures_per_address",
+    "chat.login_window_s",
+    *(f"chat.{name}" for name in _LIMITS),
 )
 
 
