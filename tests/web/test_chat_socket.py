@@ -131,7 +131,10 @@ async def serving(backend: str, tmp_path: Path, **limits: Any) -> AsyncIterator[
         app = make_app(context)
         add_chat_socket(app, tree)
         try:
-            async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as http:
+            # No connection limit: aiohttp's client holds at most 100 by default.
+            connector = aiohttp.TCPConnector(limit=0)
+            server = TestServer(app, host="127.0.0.1", port=0)
+            async with TestClient(server, connector=connector) as http:
                 yield Server(tree, database, http)
         finally:
             otp.unlink(pid)
@@ -214,7 +217,8 @@ async def test_authorization_and_errors_keep_the_connection(backend: str, tmp_pa
 
 
 async def test_every_client_gets_every_message_once_in_order(backend: str, tmp_path: Path) -> None:
-    clients_count, senders_count, per_sender = 20, 5, 10
+    # The shape: 200 clients in one room, each receiving every message.
+    clients_count, senders_count, per_sender = 200, 5, 10
     async with serving(backend, tmp_path) as server:
         users = [await server.user() for _ in range(clients_count)]
         room = await a_room(server, *(user_id for user_id, _ in users))
