@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
 
 import pytest
@@ -211,8 +212,14 @@ async def test_a_malformed_row_is_discarded_with_the_reason(backend: Backend) ->
             bad.append(await database.fetch_val(insert, "{not json", "{}", now))
         good = await jobs.enqueue(database, fine, {})
         await wait_for_state(database, good.id, "completed")
+        engine = engine_for(database)
         for job_id in bad:
-            row = await engine_for(database).get(database, job_id)
+            # Written by the queue's writer, in its own batch: maybe after the good one's.
+            await eventually(
+                lambda job_id=job_id: _is(engine.state_of(database, job_id), "discarded"),
+                f"{job_id} discarded",
+            )
+            row = await engine.get(database, job_id)
             assert row is not None
             assert row["state"] == "discarded"
             [error] = _json(row["errors"])
@@ -225,6 +232,10 @@ async def test_a_malformed_row_is_discarded_with_the_reason(backend: Backend) ->
 
 async def _at(condition: bool) -> bool:
     return condition
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 async def _running(node: jobs.Jobs, count: int) -> bool:

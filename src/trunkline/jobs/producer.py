@@ -207,6 +207,8 @@ class Producer(Stage):
                 jobs.append(Job.from_row(row))
             except MalformedJob as error:
                 self._quarantine(row, error)
+        if len(jobs) < len(rows):
+            self._hand_off()  # the quarantined rows, as one batch
         self.demand -= len(jobs)
         return jobs
 
@@ -242,7 +244,6 @@ class Producer(Stage):
         queue = self.queue
         log.error("queue %r: %s; the job is discarded", queue.name, error)
         self.acks.add(quarantine(row, error, queue.node, otp.current_node().clock.now()))
-        self._hand_off()
 
     def _failed(self, what: str, error: db.DatabaseError) -> None:
         self.failures += 1
