@@ -59,6 +59,7 @@ from .messages import (
 )
 from .migrations import COMPONENT, MIGRATIONS
 from .moderation import ban, kick, mute, set_role, unban, unmute
+from .offline import OFFLINE_EVENT, OfflineHook, OfflineRecipient
 from .passwords import Passwords
 from .protocol import PROTOCOL_VERSION, FrameError
 from .read_markers import mark_read, unread_counts
@@ -95,6 +96,7 @@ __all__ = [
     "MAX_SEARCH_LIMIT",
     "MAX_TOPIC_CHARS",
     "MIGRATIONS",
+    "OFFLINE_EVENT",
     "PROTOCOL_VERSION",
     "RESERVED_USERNAMES",
     "TOKEN_TTL_S",
@@ -120,6 +122,8 @@ __all__ = [
     "Muted",
     "NotFound",
     "NotMember",
+    "OfflineHook",
+    "OfflineRecipient",
     "Passwords",
     "Resume",
     "Role",

@@ -32,6 +32,7 @@ from trunkline import db, otp
 
 from .exceptions import ChatError
 from .messages import Message, append, delete_message, edit_message
+from .offline import notify_offline, wanted
 from .protocol import encode_push
 from .tree import ChatTree, room_topic
 
@@ -54,6 +55,7 @@ _LOOKUPS = 3
 
 _IDLE = "idle_check"
 
+_KIND = db.Query("chat.room.kind", "SELECT kind FROM chat_rooms WHERE id = $1")
 _LAST_SEQ = db.Query(
     "chat.room.last_seq", "SELECT COALESCE(MAX(seq), 0) FROM chat_messages WHERE room_id = $1"
 )
@@ -99,6 +101,7 @@ class RoomServer(otp.GenServer):
         self.tree, self.room_id = arg
         self.topic = room_topic(self.room_id)
         self.last_seq = 0
+        self.direct = False
         self.broadcast_upto = 0  # the highest seq this process has broadcast
         self.clock = otp.current_node().clock
         self.active_at = self.clock.monotonic()
@@ -110,6 +113,7 @@ class RoomServer(otp.GenServer):
     async def handle_continue(self, term: Any) -> None:
         database = self.tree.require_database()
         self.last_seq = self.broadcast_upto = await database.fetch_val(_LAST_SEQ, self.room_id)
+        self.direct = await database.fetch_val(_KIND, self.room_id) == "direct"
 
     async def handle_call(self, request: Any, from_: otp.From) -> Any:
         self.active_at = self.clock.monotonic()
@@ -124,6 +128,10 @@ class RoomServer(otp.GenServer):
                         # broadcast that far: its predecessor may have died before doing so.
                         self.last_seq = max(self.last_seq, message.seq)
                         self._broadcast("message", message)
+                    if not message.duplicate and wanted(self.tree):
+                        # For members with no device connected: after the ack, beside the
+                        # room, so that neither waits for it.
+                        otp.spawn(notify_offline, self.tree, message, self.direct)
                     return otp.NoReply()
                 case ("edit", user_id, seq, body):
                     message = await edit_message(database, self.room_id, seq, user_id, body)

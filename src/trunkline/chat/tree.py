@@ -26,11 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trunkline import db, otp
 
 from .accounts import TOKEN_TTL_S
+
+if TYPE_CHECKING:
+    from .offline import OfflineHook
 
 __all__ = ["ChatLimits", "ChatTree", "room_topic"]
 
@@ -95,6 +98,8 @@ class ChatTree:
         token_ttl_s: how long a token lives unused, as the HTTP API has it (the socket's
             ``auth`` renews it the same way).
         pubsub: the PubSub of room topics (a node-local one by default).
+        offline_hooks: called with each :class:`~trunkline.chat.offline.OfflineRecipient`
+            (a member a new message is for, with no device connected): see ``offline.py``.
 
     Example::
 
@@ -113,6 +118,7 @@ class ChatTree:
         default_factory=lambda: otp.Registry("duplicate", name="chat.connections")
     )
     room_supervisor: otp.Pid | None = None
+    offline_hooks: list[OfflineHook] = field(default_factory=list)
     connection_supervisor: otp.Pid | None = None
 
     def require_database(self) -> db.Database:
