@@ -140,10 +140,17 @@ class Insert:
 class Engine:
     """What the queue asks of the database; see the module documentation.
 
-    Subclasses implement the methods that raise ``NotImplementedError``, for one dialect.
+    Subclasses implement the methods that raise ``NotImplementedError``, for one dialect,
+    and give the ``*_statement`` texts of the methods written here once.
     """
 
     dialect: ClassVar[str]
+    # The statements that differ by dialect only in their text; the methods that run them
+    # are written once, below.
+    fetch_statement: ClassVar[db.Query]
+    beat_statement: ClassVar[db.Query]
+    rescue_statement: ClassVar[db.Query]
+    prune_statement: ClassVar[db.Query]
 
     # -- inserting -----------------------------------------------------------------------------
 
@@ -174,7 +181,10 @@ class Engine:
         ``scheduled_at``, then id: mark them executing by ``node`` (their attempt + 1) and
         return them in that order. Jobs another node is taking are skipped, not waited for.
         """
-        raise NotImplementedError
+        rows = await database.fetch(self.fetch_statement, queue, limit, now, node)
+        # RETURNING follows no order: put them back in the queue's.
+        rows.sort(key=_queue_order)
+        return rows
 
     # Outcomes: each ends only executions still executing on ``node``, so an outcome that
     # comes late - after a cancel_job, or from a node the lifeline took for lost and whose
@@ -272,7 +282,7 @@ class Engine:
     ) -> None:
         """Write ``node``'s row of the running nodes: started at ``started_at``, alive at
         ``now``, running ``queues`` (JSON)."""
-        raise NotImplementedError
+        await database.execute(self.beat_statement, node, started_at, now, queues)
 
     async def forget_node(self, database: db.Database, node: str) -> None:
         """Delete ``node``'s row: it stopped, and left no job executing."""
@@ -297,12 +307,16 @@ class Engine:
         (at ``now``); its attempt stays counted, and an error entry is appended, its message
         the dead node's name followed by ``message``. Returns their (id, queue, state,
         attempted_by); the queues that got available jobs are notified."""
-        raise NotImplementedError
+        rows = await database.fetch(
+            self.rescue_statement, cutoff, node, now, now.isoformat(), message, limit
+        )
+        await self.notify_queues(database, sorted({r[1] for r in rows if r[2] == "available"}))
+        return rows
 
     async def prune(self, database: db.Database, cutoff: datetime, limit: int) -> int:
         """Delete up to ``limit`` completed, discarded and cancelled jobs that ended before
         ``cutoff``; how many."""
-        raise NotImplementedError
+        return await database.execute(self.prune_statement, cutoff, limit)
 
     async def prune_nodes(self, database: db.Database, cutoff: datetime) -> int:
         """Delete the rows of nodes that last beat before ``cutoff`` and have no job
@@ -413,3 +427,8 @@ def engine_for(conn: Connection) -> Engine:
 
 
 _ENGINES: dict[str, Engine] = {}
+
+
+def _queue_order(row: db.Row) -> tuple[int, datetime, int]:
+    # priority, scheduled_at, id: positions in COLUMNS.
+    return row[8], row[12], row[0]

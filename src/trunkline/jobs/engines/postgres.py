@@ -214,6 +214,10 @@ class PostgresEngine(Engine):
     """The engine for PostgreSQL; see the module documentation."""
 
     dialect = "postgresql"
+    fetch_statement = _FETCH
+    beat_statement = _BEAT
+    rescue_statement = _RESCUE
+    prune_statement = _PRUNE
 
     async def insert(self, conn: Connection, rows: Sequence[Insert], now: datetime) -> list[int]:
         queues = sorted({row.job.queue for row in rows if row.state == "available"})
@@ -298,14 +302,6 @@ class PostgresEngine(Engine):
     ) -> db.Row | None:
         return await tx.fetch_one(_FIND_UNIQUE, key, list(states), since)
 
-    async def fetch(
-        self, database: db.Database, queue: str, limit: int, node: str, now: datetime
-    ) -> list[db.Row]:
-        rows = await database.fetch(_FETCH, queue, limit, now, node)
-        # RETURNING follows no order: put them back in the queue's.
-        rows.sort(key=_queue_order)
-        return rows
-
     async def complete(
         self, database: db.Database, ids: Sequence[int], now: datetime, node: str
     ) -> None:
@@ -354,27 +350,6 @@ class PostgresEngine(Engine):
         rows = await database.fetch(_STAGE, now, limit, INSERT_CHANNEL)
         return {row[0]: row[1] for row in rows}
 
-    async def beat(
-        self, database: db.Database, node: str, started_at: datetime, now: datetime, queues: str
-    ) -> None:
-        await database.execute(_BEAT, node, started_at, now, queues)
-
-    async def rescue(
-        self,
-        database: db.Database,
-        cutoff: datetime,
-        node: str,
-        now: datetime,
-        message: str,
-        limit: int,
-    ) -> list[db.Row]:
-        rows = await database.fetch(_RESCUE, cutoff, node, now, now.isoformat(), message, limit)
-        await self.notify_queues(database, sorted({r[1] for r in rows if r[2] == "available"}))
-        return rows
-
-    async def prune(self, database: db.Database, cutoff: datetime, limit: int) -> int:
-        return await database.execute(_PRUNE, cutoff, limit)
-
 
 class _Announcer:
     """Sends the wake-ups of jobs inserted outside a transaction, after their insert has
@@ -415,7 +390,3 @@ class _Announcer:
                     log.warning("jobs: could not notify queues %s: %s", ", ".join(queues), error)
         finally:
             del self.running[self.database]
-
-
-def _queue_order(row: db.Row) -> tuple[int, datetime, int]:
-    return row[8], row[12], row[0]

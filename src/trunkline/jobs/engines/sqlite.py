@@ -166,6 +166,10 @@ class SQLiteEngine(Engine):
     """The engine for SQLite; see the module documentation."""
 
     dialect = "sqlite"
+    fetch_statement = _FETCH
+    beat_statement = _BEAT
+    rescue_statement = _RESCUE
+    prune_statement = _PRUNE
     signals_cross_processes = False
 
     async def insert(self, conn: Connection, rows: Sequence[Insert], now: datetime) -> list[int]:
@@ -218,14 +222,6 @@ class SQLiteEngine(Engine):
         self, tx: db.Transaction, key: str, states: Sequence[State], since: datetime
     ) -> db.Row | None:
         return await tx.fetch_one(_FIND_UNIQUE, key, json.dumps(list(states)), since)
-
-    async def fetch(
-        self, database: db.Database, queue: str, limit: int, node: str, now: datetime
-    ) -> list[db.Row]:
-        rows = await database.fetch(_FETCH, queue, limit, now, node)
-        # RETURNING follows no promised order: put them back in the queue's.
-        rows.sort(key=_queue_order)
-        return rows
 
     async def complete(
         self, database: db.Database, ids: Sequence[int], now: datetime, node: str
@@ -280,27 +276,6 @@ class SQLiteEngine(Engine):
         await self.notify_queues(database, sorted(staged))
         return dict(staged)
 
-    async def beat(
-        self, database: db.Database, node: str, started_at: datetime, now: datetime, queues: str
-    ) -> None:
-        await database.execute(_BEAT, node, started_at, now, queues)
-
-    async def rescue(
-        self,
-        database: db.Database,
-        cutoff: datetime,
-        node: str,
-        now: datetime,
-        message: str,
-        limit: int,
-    ) -> list[db.Row]:
-        rows = await database.fetch(_RESCUE, cutoff, node, now, now.isoformat(), message, limit)
-        await self.notify_queues(database, sorted({r[1] for r in rows if r[2] == "available"}))
-        return rows
-
-    async def prune(self, database: db.Database, cutoff: datetime, limit: int) -> int:
-        return await database.execute(_PRUNE, cutoff, limit)
-
 
 def _available_queues(rows: Sequence[Insert]) -> list[str]:
     return sorted({row.job.queue for row in rows if row.state == "available"})
@@ -310,7 +285,3 @@ def _text(moment: datetime) -> str:
     """A datetime as the SQLite driver stores one (``docs/database.md``): UTC, in SQLite's
     own ``YYYY-MM-DD HH:MM:SS[.ffffff]``. Rows written with it compare with parameters."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
-
-
-def _queue_order(row: db.Row) -> tuple[int, datetime, int]:
-    return row[8], row[12], row[0]
