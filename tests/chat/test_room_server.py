@@ -197,3 +197,27 @@ async def test_concurrent_callers_share_one_room_process(backend: Backend) -> No
         pids = await asyncio.gather(*(room_server.room(tree, room_id) for _ in range(20)))
         assert len(set(pids)) == 1
         assert (await otp.count_children(tree.room_supervisor)).active == 1  # type: ignore[arg-type]
+
+
+async def test_a_room_too_slow_to_answer_is_unavailable_and_not_asked_again(
+    backend: Backend, clock: otp.MockClock
+) -> None:
+    async with backend.database() as database, running(database, request_timeout_s=3.0) as tree:
+        room_id, (ada, _) = await a_room(database)
+        asked: list[Any] = []
+
+        async def stuck() -> None:
+            tree.rooms.register(room_id)  # holds the room's name and never replies
+            while True:
+                asked.append(await otp.receive())
+
+        stuck_pid = otp.spawn(stuck)
+        await asyncio.sleep(0)
+        started = clock.monotonic()
+        with pytest.raises(RoomUnavailable) as caught:
+            await room_server.send(tree, room_id, ada, "hi", "c1")
+        assert caught.value.reason == "timeout"
+        assert "did not reply in time" in str(caught.value)
+        assert clock.monotonic() - started == pytest.approx(3.0, abs=0.1)
+        assert len(asked) == 1
+        otp.exit(stuck_pid, otp.KILL)

@@ -26,6 +26,7 @@ from trunkline import chat, db, otp
 from trunkline.chat.tree import ChatLimits, ChatTree
 from trunkline.server import NodeContext, Settings
 from trunkline.web import make_app
+from trunkline.web.chat_api import add_chat_api
 from trunkline.web.chat_socket import add_chat_socket, max_msg_size
 
 CHEAP = chat.Passwords(profiles.CHEAPEST)
@@ -128,6 +129,7 @@ async def serving(backend: str, tmp_path: Path, **limits: Any) -> AsyncIterator[
         pid = await tree.start_link()
         context = NodeContext(Settings())
         context.database = database
+        context.web_hooks.append(add_chat_api)
         app = make_app(context)
         add_chat_socket(app, tree)
         try:
@@ -335,6 +337,43 @@ async def test_a_client_that_never_reads_is_disconnected(
             assert [p["seq"] for p in await watcher.messages(1)] == [reply["message"]["seq"]]
         finally:
             writer.close()
+
+
+async def test_a_member_kicked_or_leaving_over_http_stops_getting_the_room(
+    backend: str, tmp_path: Path
+) -> None:
+    async with serving(backend, tmp_path) as server:
+        (ada, ada_token), (bob, bob_token), (cy, cy_token) = [
+            await server.user() for _ in range(3)
+        ]
+        room = await a_room(server, ada, bob, cy)
+        clients = [await server.client(token) for token in (ada_token, bob_token, cy_token)]
+        for client in clients:
+            assert (await client.request("join", room=room))["ok"] is True
+        owner, kicked, leaving = clients
+
+        async def post(token: str, path: str, body: dict[str, Any] | None = None) -> None:
+            response = await server.http.post(
+                f"/api/v1/rooms/{room}/{path}",
+                json=body or {},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status < 300, await response.text()
+
+        await post(ada_token, "kick", {"user": "user1"})
+        await post(cy_token, "leave")  # from another device than the socket
+        for client, reason in ((kicked, "kicked"), (leaving, "left")):
+            frame = await client.frame()
+            assert frame == {"type": "removed", "room": room, "reason": reason}
+        reply = await owner.request("send", room=room, body="after", client_msg_id="c1")
+        assert reply["ok"] is True
+        assert [p["message"]["body"] for p in await owner.messages(1)] == ["after"]
+        for client in (kicked, leaving):
+            # The push would have been written before the ack: a pong after it proves none.
+            assert (await client.request("ping"))["ok"] is True
+            assert client.pushes == []
+            error = await client.request("send", room=room, body="x", client_msg_id="c2")
+            assert error["error"]["code"] == "not_member"
 
 
 def masked_text_frame(text: str) -> bytes:

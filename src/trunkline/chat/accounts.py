@@ -13,6 +13,8 @@ handlers call them.
   with sliding expiry, to push its expiry ``token_ttl_s`` past now.
 - :func:`logout` and :func:`revoke_device` end a device; :func:`list_devices` lists the
   active ones.
+- :func:`get_user`, :func:`get_user_by_name` and :func:`get_users` look accounts up: by id,
+  by username, and many ids in one query.
 
 Every time comes from the node clock (``otp.current_node().clock``), so a
 :class:`~trunkline.otp.MockClock` drives expiry in tests.
@@ -32,6 +34,8 @@ Telemetry: each login ends with the event ``("trunkline", "chat", "login")``, me
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -68,6 +72,8 @@ __all__ = [
     "User",
     "authenticate",
     "get_user",
+    "get_user_by_name",
+    "get_users",
     "list_devices",
     "login",
     "logout",
@@ -84,6 +90,7 @@ device: a request is a read, not a write."""
 LOGIN_EVENT = ("trunkline", "chat", "login")
 
 _USER_AGENT_MAX = 512
+_ID_LIMIT = 2**63  # ids are 64-bit signed integers
 _ADDRESS_MAX = 128
 _DEFAULT_PASSWORDS = Passwords()
 
@@ -104,6 +111,17 @@ _USER_BY_NAME = db.Query(
 )
 _USER_BY_ID = db.Query(
     "chat.accounts.user_by_id", f"SELECT {_USER} FROM {USERS_TABLE} WHERE id = $1"
+)
+_USER_BY_USERNAME = db.Query(
+    "chat.accounts.user_by_username", f"SELECT {_USER} FROM {USERS_TABLE} WHERE username = $1"
+)
+# Any number of ids in one statement of one parameter: they travel as one JSON array, which
+# each engine unpacks.
+_USERS_BY_IDS = db.Query(
+    "chat.accounts.users_by_ids",
+    postgresql=f"SELECT {_USER} FROM {USERS_TABLE} "
+    "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
+    sqlite=f"SELECT {_USER} FROM {USERS_TABLE} WHERE id IN (SELECT value FROM json_each($1))",
 )
 _REHASH = db.Query(
     "chat.accounts.rehash",
@@ -266,6 +284,50 @@ async def get_user(conn: db.Queryable, user_id: int) -> User:
     if row is None:
         raise NotFound("user", user_id)
     return _user(row)
+
+
+async def get_user_by_name(conn: db.Queryable, username: str) -> User:
+    """The user whose username is ``username``, normalized as at registration (``Ada`` is
+    ``ada``).
+
+    Example::
+
+        ada = await get_user_by_name(database, "Ada")
+
+    Raises:
+        NotFound: no such account; also for a name that no account could have (not
+            normalizable), which is not told apart.
+        DatabaseError: the database failed.
+    """
+    try:
+        name = normalize_username(username)
+    except InvalidInput:
+        raise NotFound("user", username) from None
+    row = await conn.fetch_one(_USER_BY_USERNAME, name)
+    if row is None:
+        raise NotFound("user", username)
+    return _user(row)
+
+
+async def get_users(conn: db.Queryable, user_ids: Iterable[int]) -> dict[int, User]:
+    """The users of ``user_ids`` that exist, by id, in one query however many ids there are.
+
+    Ids of no account are left out (a member list or a message may name an account that is
+    gone), and so are ids past 64 bits, which no row can have; repeated ids count once. No
+    ids: no query.
+
+    Example::
+
+        senders = await get_users(database, (m.sender_id for m in messages))
+
+    Raises:
+        DatabaseError: the database failed.
+    """
+    wanted = sorted({i for i in user_ids if -_ID_LIMIT <= i < _ID_LIMIT})
+    if not wanted:
+        return {}
+    rows = await conn.fetch(_USERS_BY_IDS, json.dumps(wanted))
+    return {row.id: _user(row) for row in rows}
 
 
 async def login(

@@ -10,11 +10,16 @@ For each frame, in order: the size limit (``too_large``), the token bucket
 and ``ping`` before it), then the operation. Every failure is answered with an error frame
 and the connection goes on; nothing a client sends ends the process.
 
-**Join and replay without a race.** ``join`` subscribes to the room's topic *first*, then
-replays from the database what came after ``since``. Pushes broadcast meanwhile wait in this
-process's mailbox; once the replay is sent they are taken in order, and those at or below the
-last sequence number sent are dropped as duplicates. So a client gets every message once, in
-order, whatever was being sent while it joined.
+**Pushes skip the process.** ``join`` subscribes to the room's topic with a
+:class:`~trunkline.chat.pushes.Lane`: the room's pushes are written straight to the transport
+by the broadcast itself, not sent to this process (see ``pushes.py``). A member removed from
+the room (kicked, banned, left from another device) has its lanes closed by the broadcast
+that says so, and is told with a ``removed`` push.
+
+**Join and replay without a race.** ``join ... since`` subscribes *first*, with a lane that
+holds pushes, then replays from the database what came after ``since``, then opens the lane:
+what was held is written after the replay, without what the replay already sent. So a client
+gets every message once, in order, whatever was being sent while it joined.
 
 **Slow clients.** Frames are handed to the transport without waiting; the transport holds at
 most ``max_outbound_bytes`` of them and disconnects a client that lets more pile up.
@@ -28,7 +33,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from trunkline import otp
 
@@ -64,8 +69,9 @@ from .protocol import (
     message_fields,
     parse_request,
 )
+from .pushes import Lane, MemberRemoved, RoomPush, Transport, dispatch
 from .read_markers import mark_read
-from .room_server import RoomPush, RoomUnavailable
+from .room_server import RoomUnavailable
 from .rooms import require_member
 from .tree import ChatTree, room_topic
 
@@ -88,19 +94,6 @@ _IDLE = "idle_check"
 _SEND_ATTEMPTS = 3
 
 
-class Transport(Protocol):
-    """Where a connection writes: a socket's adapter, or :class:`MemoryTransport`."""
-
-    def send(self, text: str) -> bool:
-        """Queue a frame without waiting; false when the client is too slow (over its
-        outbound cap) and is being disconnected."""
-        ...
-
-    def close(self, code: int, reason: str) -> None:
-        """Close the connection after the frames queued (without waiting)."""
-        ...
-
-
 @dataclass
 class MemoryTransport:
     """A transport that keeps the frames (as text) and the close, for tests."""
@@ -112,6 +105,9 @@ class MemoryTransport:
         if self.closed is None:
             self.frames.append(text)
         return self.closed is None
+
+    def send_push(self, push: RoomPush) -> bool:
+        return self.send(push.frame)
 
     def close(self, code: int, reason: str) -> None:
         if self.closed is None:
@@ -155,8 +151,8 @@ class Connection(otp.GenServer):
         self.clock = otp.current_node().clock
         self.user_id: int | None = None
         self.device_id: int | None = None
-        # room id -> the highest seq sent to the client for it (pushes at or below: dropped).
-        self.joined: dict[int, int] = {}
+        # room id -> the lane of its pushes (pushes.py).
+        self.joined: dict[int, Lane] = {}
         self.typing_at: dict[int, float] = {}
         self.last_frame_at = self.bucket_at = self.clock.monotonic()
         self.tokens = float(self.limits.rate_burst)
@@ -170,12 +166,13 @@ class Connection(otp.GenServer):
                 await self._frame(text)
                 return None
             case "state":
-                return {"user_id": self.user_id, "joined": dict(self.joined)}
+                joined = {room_id: lane.last_seq for room_id, lane in self.joined.items()}
+                return {"user_id": self.user_id, "joined": joined}
         raise ValueError(f"connection: unknown request {request!r}")
 
     def handle_info(self, message: Any) -> Any:
-        if type(message) is RoomPush:
-            self._push(message)
+        if type(message) is MemberRemoved:
+            self._removed(message)
         elif message == _IDLE:
             quiet_s = self.clock.monotonic() - self.last_frame_at
             if quiet_s >= self.limits.idle_timeout_s:
@@ -236,9 +233,7 @@ class Connection(otp.GenServer):
             case Join():
                 await self._join(request, user_id)
             case Leave(room=room_id):
-                if self.joined.pop(room_id, None) is not None:
-                    self.tree.pubsub.unsubscribe(room_topic(room_id))
-                self.typing_at.pop(room_id, None)
+                self._drop(room_id)
                 self.transport.send(encode_reply(request.id, room=room_id))
             case Send(room=room_id, body=body, client_msg_id=client_msg_id):
                 message = await self._send(room_id, user_id, body, client_msg_id)
@@ -286,15 +281,19 @@ class Connection(otp.GenServer):
             )
         database = self.tree.require_database()
         await require_member(database, room_id, user_id)
-        # Subscribe first: what is broadcast from now on waits in the mailbox while the
-        # database is read, and is filtered against what the replay sent (see the module).
-        self.tree.pubsub.subscribe(room_topic(room_id))
+        old = self.joined.get(room_id)
         if request.since is None:
-            self.joined.setdefault(room_id, 0)
+            if old is None:
+                self._subscribe(room_id, Lane(self.transport, user_id))
             self.transport.send(encode_reply(request.id, room=room_id, complete=True))
             return
+        if old is not None:
+            old.closed = True  # the new lane takes over from the replay on
+        # Subscribe first: what is broadcast from now on is held while the database is read,
+        # and written after the replay without what it sent (see the module).
         cursor, sent, complete = request.since, 0, True
-        self.joined[room_id] = cursor
+        lane = Lane(self.transport, user_id, cursor, holding=True)
+        self._subscribe(room_id, lane)
         while True:
             limit = min(MAX_HISTORY_LIMIT, self.limits.max_replay - sent)
             if limit <= 0:
@@ -308,17 +307,39 @@ class Connection(otp.GenServer):
             sent += len(resume.messages)
             if resume.complete:
                 break
-        self.joined[room_id] = max(self.joined.get(room_id, 0), cursor)
+        # No await from here to the lane opening: nothing is broadcast in between.
         self.transport.send(
             encode_reply(request.id, room=room_id, complete=complete, last_seq=cursor)
         )
+        lane.open(cursor)
+
+    def _subscribe(self, room_id: int, lane: Lane) -> None:
+        self.joined[room_id] = lane
+        self.tree.pubsub.subscribe(room_topic(room_id), metadata=lane)
+
+    def _drop(self, room_id: int) -> bool:
+        lane = self.joined.pop(room_id, None)
+        self.typing_at.pop(room_id, None)
+        if lane is None:
+            return False
+        lane.closed = True
+        self.tree.pubsub.unsubscribe(room_topic(room_id))
+        return True
+
+    def _removed(self, removed: MemberRemoved) -> None:
+        if removed.user_id == self.user_id and self._drop(removed.room_id):
+            self.transport.send(
+                encode({"type": "removed", "room": removed.room_id, "reason": removed.reason})
+            )
 
     async def _send(self, room_id: int, user_id: int, body: str, client_msg_id: str) -> Any:
         for attempt in range(_SEND_ATTEMPTS):
             try:
                 return await room_server.send(self.tree, room_id, user_id, body, client_msg_id)
-            except RoomUnavailable:
-                if attempt == _SEND_ATTEMPTS - 1:
+            except RoomUnavailable as error:
+                # A room that died is replaced at once; one that is too slow would only be
+                # given more to do.
+                if attempt == _SEND_ATTEMPTS - 1 or error.reason == "timeout":
                     raise
         raise AssertionError("unreachable")
 
@@ -332,21 +353,14 @@ class Connection(otp.GenServer):
             self.typing_at[room_id] = now
             frame = encode({"type": "typing", "room": room_id, "user": user_id})
             self.tree.pubsub.broadcast_from(
-                otp.self(), room_topic(room_id), RoomPush(room_id, "typing", 0, frame)
+                otp.self(),
+                room_topic(room_id),
+                RoomPush(room_id, "typing", 0, frame),
+                dispatcher=dispatch,
             )
         # A typing notice beyond the interval is dropped, not an error: clients send them
         # on every key press.
         self.transport.send(encode_reply(request.id, sent=sent))
-
-    def _push(self, push: RoomPush) -> None:
-        last = self.joined.get(push.room_id)
-        if last is None:
-            return  # left the room; a push already in the mailbox
-        if push.kind == "message":
-            if push.seq <= last:
-                return  # sent by the replay, or broadcast twice
-            self.joined[push.room_id] = push.seq
-        self.transport.send(push.frame)
 
 
 def _chat_error(error: ChatError, request_id: Any) -> FrameError:

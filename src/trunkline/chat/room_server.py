@@ -11,6 +11,8 @@ It serializes the room's writes. A send is::
         -> the room process: chat.append (checks membership and mute, stores, numbers)
         -> the reply to the caller, with the stored message: the acknowledgement
         -> one broadcast on PubSub "room:<id>", its frame encoded once for every recipient
+           and written by the dispatcher straight to each joined connection's socket
+           (``pushes.py``)
 
 Edits and deletions take the same path (their pushes keep the message's ``seq`` with a new
 ``version``). Because the reply comes only after the store, an acknowledged message is never
@@ -34,6 +36,7 @@ from .exceptions import ChatError
 from .messages import Message, append, delete_message, edit_message
 from .offline import notify_offline, wanted
 from .protocol import encode_push
+from .pushes import MemberRemoved, RoomPush, dispatch
 from .tree import ChatTree, room_topic
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "RoomUnavailable",
     "delete",
     "edit",
+    "member_removed",
     "room",
     "room_info",
     "send",
@@ -62,31 +66,23 @@ _LAST_SEQ = db.Query(
 
 
 class RoomUnavailable(ChatError):
-    """The room's process ended before replying (killed, or stopping with its node): the
-    request may or may not have been done. A send may be retried with the same
-    ``client_msg_id`` (it is stored at most once).
+    """The room's process ended before replying (killed, or stopping with its node), or did
+    not reply within ``limits.request_timeout_s``: the request may or may not have been done.
+    A send may be retried with the same ``client_msg_id`` (it is stored at most once).
 
     Attributes:
         room_id: the room.
-        reason: the process's exit reason.
+        reason: the process's exit reason, or ``"timeout"``.
     """
 
     def __init__(self, room_id: int, reason: Any) -> None:
-        super().__init__(f"room {room_id}: its process ended before replying ({reason!r})")
+        if reason == "timeout":
+            text = f"room {room_id}: its process did not reply in time"
+        else:
+            text = f"room {room_id}: its process ended before replying ({reason!r})"
+        super().__init__(text)
         self.room_id = room_id
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class RoomPush:
-    """What a room broadcasts on ``room:<id>``: ``kind`` (``"message"``, ``"edit"``,
-    ``"delete"``, ``"typing"``), the message's ``seq`` (0 for typing) and the frame, encoded
-    once, that every connection writes as it is."""
-
-    room_id: int
-    kind: str
-    seq: int
-    frame: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +157,8 @@ class RoomServer(otp.GenServer):
     def _broadcast(self, kind: str, message: Message) -> None:
         self.broadcast_upto = max(self.broadcast_upto, message.seq)
         frame = encode_push(kind, message, self.clock.now())
-        self.tree.pubsub.broadcast(self.topic, RoomPush(self.room_id, kind, message.seq, frame))
+        push = RoomPush(self.room_id, kind, message.seq, frame)
+        self.tree.pubsub.broadcast(self.topic, push, dispatcher=dispatch)
 
 
 async def room(tree: ChatTree, room_id: int) -> otp.Pid:
@@ -231,6 +228,15 @@ async def delete(tree: ChatTree, room_id: int, user_id: int, seq: int) -> Messag
     return message
 
 
+def member_removed(tree: ChatTree, room_id: int, user_id: int, reason: str) -> None:
+    """Tell the room's subscribers that ``user_id`` is no longer a member (``reason``:
+    ``"left"``, ``"kicked"``, ``"banned"``): that user's connections stop receiving the room
+    at once and tell their clients. Call it after the change is stored."""
+    tree.pubsub.broadcast(
+        room_topic(room_id), MemberRemoved(room_id, user_id, reason), dispatcher=dispatch
+    )
+
+
 async def room_info(tree: ChatTree, room_id: int) -> dict[str, Any]:
     """The room process's state: ``room_id``, ``last_seq`` (starting it if needed)."""
     info: dict[str, Any] = await _request(tree, room_id, "info")
@@ -241,11 +247,11 @@ async def _request(tree: ChatTree, room_id: int, request: Any) -> Any:
     for attempt in range(_LOOKUPS):
         pid = await room(tree, room_id)
         try:
-            result = await otp.call(pid, request, timeout=None)
+            result = await otp.call(pid, request, timeout=tree.limits.request_timeout_s)
         except otp.CallError as error:
             # Gone before taking the request (no such process, or stopped idle between two
-            # requests): nothing was done, ask its successor. Killed while handling it: the
-            # caller decides.
+            # requests): nothing was done, ask its successor. Killed while handling it, or
+            # too slow (timeout): the caller decides.
             if error.reason in (otp.NOPROC, otp.NORMAL) and attempt < _LOOKUPS - 1:
                 continue
             raise RoomUnavailable(room_id, error.reason) from None

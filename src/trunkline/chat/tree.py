@@ -54,11 +54,14 @@ class ChatLimits:
         rate_burst: operations it may make at once (the bucket's size).
         max_rooms_per_connection: rooms one connection may have joined at once.
         idle_timeout_s: a connection that sends no frame for this long is closed.
-        max_outbound_bytes: frames waiting to be written to a client, at most (counted in
-            characters); past it the client is too slow and is disconnected.
+        max_outbound_bytes: bytes of frames waiting to be written to a client, at most; past
+            it the client is too slow and is disconnected.
         max_replay: the most messages a ``join`` with ``since`` replays (``complete`` is false
             when there were more).
         typing_interval_s: at most one typing push per connection and room per interval.
+        request_timeout_s: a request to a room's process (send, edit, delete) not answered
+            within this fails with ``RoomUnavailable`` (``internal``, retry): whether it was
+            done is unknown, so a send is retried with the same ``client_msg_id``.
     """
 
     room_idle_s: float = 60.0
@@ -70,9 +73,16 @@ class ChatLimits:
     max_outbound_bytes: int = 1_048_576
     max_replay: int = 1_000
     typing_interval_s: float = 2.0
+    request_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("room_idle_s", "rate_per_s", "idle_timeout_s", "typing_interval_s"):
+        for name in (
+            "room_idle_s",
+            "rate_per_s",
+            "idle_timeout_s",
+            "typing_interval_s",
+            "request_timeout_s",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"ChatLimits.{name} must be a number > 0, not {value!r}")

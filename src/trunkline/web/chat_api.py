@@ -16,14 +16,14 @@ Sending messages is the WebSocket's (it goes through the room's process); this A
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from trunkline import chat, db, otp
-from trunkline.chat.rooms import MAX_LIST_LIMIT
+from trunkline.chat.accounts import get_user_by_name, get_users
+from trunkline.chat.room_server import member_removed
 
 from .chat_auth import API_PREFIX, ChatApiError, authenticated, bearer_token, chat_error_middleware
 from .chat_models import (
@@ -31,6 +31,7 @@ from .chat_models import (
     DeviceList,
     DeviceOut,
     DirectRequest,
+    HistoryQuery,
     LeaveOut,
     MemberList,
     MemberOut,
@@ -44,11 +45,13 @@ from .chat_models import (
     NewRoom,
     NewSession,
     PublicRoomList,
+    PublicRoomsQuery,
     ReadMarker,
     ReadRequest,
     RoleRequest,
     RoomDetail,
     RoomOut,
+    SearchQuery,
     SessionOut,
     UnreadCount,
     UnreadList,
@@ -56,6 +59,7 @@ from .chat_models import (
     UserOut,
     UserRequest,
 )
+from .chat_socket import CHAT
 from .openapi import API
 
 if TYPE_CHECKING:
@@ -65,25 +69,18 @@ __all__ = ["add_chat_api"]
 
 _ROOM = API_PREFIX + r"rooms/{room_id:\d+}"
 
-_USER_BY_NAME = db.Query(
-    "web.chat.user_by_name",
-    "SELECT id, username, display_name FROM chat_users WHERE username = $1",
-)
-# The users of a list of ids, in one query whatever its length: the ids travel as one JSON
-# array, which each engine unpacks.
-_USERS_BY_IDS = db.Query(
-    "web.chat.users_by_ids",
-    postgresql="SELECT id, username, display_name FROM chat_users "
-    "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
-    sqlite="SELECT id, username, display_name FROM chat_users "
-    "WHERE id IN (SELECT value FROM json_each($1))",
-)
-
 
 def _errors(*statuses: int, body: bool = False) -> dict[int, type[ChatErrorBody]]:
     """The error statuses of a route, for the document; a route with a body may also answer
     413 (too large) and 415 (not JSON)."""
     return dict.fromkeys((*statuses, *((413, 415) if body else ())), ChatErrorBody)
+
+
+def _member_removed(request: web.Request, room_id: int, user_id: int, reason: str) -> None:
+    """Cut a user who is no longer a member off the room's pushes on their open sockets."""
+    tree = request.app.get(CHAT)
+    if tree is not None:  # an app without the chat socket has no sockets to tell
+        member_removed(tree, room_id, user_id, reason)
 
 
 def add_chat_api(app: web.Application, context: NodeContext) -> None:
@@ -240,18 +237,15 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         "GET",
         API_PREFIX + "rooms/public",
         summary="The public rooms, a page at a time",
-        description="Query: `after` (the `next_after` of the previous page; 0 at first), "
-        f"`limit` (1 to {MAX_LIST_LIMIT}, 50 by default).",
         tags=["rooms"],
+        query=PublicRoomsQuery,
         response=PublicRoomList,
         responses=_errors(400, 401),
     )
-    async def public_rooms(request: web.Request) -> PublicRoomList:
+    async def public_rooms(request: web.Request, *, query: PublicRoomsQuery) -> PublicRoomList:
         await user_of(request)
-        after = _query_int(request, "after", 0)
-        limit = _query_int(request, "limit", 50)
-        rooms = await chat.public_rooms(database(), after_id=after, limit=limit)
-        full = len(rooms) == min(limit, MAX_LIST_LIMIT)
+        rooms = await chat.public_rooms(database(), after_id=query.after, limit=query.limit)
+        full = len(rooms) == query.limit
         return PublicRoomList(
             rooms=[RoomOut.from_room(room) for room in rooms],
             next_after=rooms[-1].id if rooms and full else None,
@@ -312,7 +306,9 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
     )
     async def leave(request: web.Request) -> LeaveOut:
         user = await user_of(request)
-        new_owner = await chat.leave(database(), _path_id(request, "room_id"), user.id)
+        room_id = _path_id(request, "room_id")
+        new_owner = await chat.leave(database(), room_id, user.id)
+        _member_removed(request, room_id, user.id, "left")
         if new_owner is None:
             return LeaveOut(new_owner=None)
         briefs = await _briefs(database(), [new_owner])
@@ -393,12 +389,14 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
             conn = database()
             if action == "kick":
                 await chat.kick(conn, room_id, user.id, target)
+                _member_removed(request, room_id, target, "kicked")
             elif action == "unban":
                 await chat.unban(conn, room_id, user.id, target)
             elif action == "unmute":
                 await chat.unmute(conn, room_id, user.id, target)
             elif action == "ban":
                 await chat.ban(conn, room_id, user.id, target, duration_s=_duration(body))
+                _member_removed(request, room_id, target, "banned")
             else:
                 await chat.mute(conn, room_id, user.id, target, duration_s=_duration(body))
 
@@ -456,21 +454,20 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         "GET",
         _ROOM + "/messages",
         summary="A page of a room's history (members only)",
-        description="Query: `before`, `after` (sequence numbers; neither: the latest page), "
-        f"`limit` (1 to {chat.MAX_HISTORY_LIMIT}, 50 by default). In order of `seq`; "
-        "deleted messages are tombstones, so numbers have no holes.",
+        description="In order of `seq`; deleted messages are tombstones, so numbers have no "
+        "holes. Neither `before` nor `after`: the latest page.",
         tags=["messages"],
+        query=HistoryQuery,
         response=MessageList,
         responses=_errors(400, 401, 403, 404),
     )
-    async def history(request: web.Request) -> MessageList:
+    async def history(request: web.Request, *, query: HistoryQuery) -> MessageList:
         user = await user_of(request)
         room_id = _path_id(request, "room_id")
-        before = _query_id(request, "before")
-        after = _query_id(request, "after")
-        limit = _query_int(request, "limit", 50)
         await chat.require_member(database(), room_id, user.id)
-        page = await chat.history(database(), room_id, before=before, after=after, limit=limit)
+        page = await chat.history(
+            database(), room_id, before=query.before, after=query.after, limit=query.limit
+        )
         return await _message_list(database(), page)
 
     @api.route(
@@ -509,24 +506,18 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         "GET",
         API_PREFIX + "search",
         summary="Search the messages of one's rooms",
-        description='Query: `q` (words; `"a phrase"`, `-excluded`, `or`), `room` (a room id '
-        f"to search in only), `limit` (1 to {chat.MAX_SEARCH_LIMIT}, 20 by default). Newest "
-        "first.",
+        description="Newest first.",
         tags=["messages"],
+        query=SearchQuery,
         response=MessageList,
         responses=_errors(400, 401, 403, 404),
     )
-    async def search(request: web.Request) -> MessageList:
+    async def search(request: web.Request, *, query: SearchQuery) -> MessageList:
         user = await user_of(request)
-        query = request.query.get("q")
-        if query is None:
-            raise ChatApiError(
-                400, "invalid_input", "say what to look for: ?q=words", field="q", reason="missing"
-            )
-        room_id = _query_id(request, "room")
-        limit = _query_int(request, "limit", 20)
         try:
-            found = await chat.search(database(), user.id, query, room_id=room_id, limit=limit)
+            found = await chat.search(
+                database(), user.id, query.q, room_id=query.room, limit=query.limit
+            )
         except chat.InvalidInput as error:
             # The service calls the query "query"; over HTTP it is the parameter q.
             field = "q" if error.field == "query" else error.field
@@ -547,31 +538,6 @@ def _path_id(request: web.Request, name: str) -> int:
     return value
 
 
-def _query_int(request: web.Request, name: str, default: int) -> int:
-    found = _query_id(request, name)
-    return default if found is None else found
-
-
-def _query_id(request: web.Request, name: str) -> int | None:
-    """Query parameter ``name``: a whole number >= 0, or ``None`` when absent."""
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 2**63 - 1:
-        raise ChatApiError(
-            400,
-            "invalid_input",
-            f"{name} is a whole number >= 0, not {raw!r}",
-            field=name,
-            reason="wrong_type",
-        )
-    return value
-
-
 def _duration(body: ModerationRequest) -> float | None:
     if body.until is None:
         return None
@@ -589,28 +555,14 @@ async def _user_id(conn: db.Database, username: str) -> int:
     Raises:
         NotFound: no such account (a name no account could have included).
     """
-    try:
-        name = chat.normalize_username(username)
-    except chat.InvalidInput:
-        raise chat.NotFound("user", username) from None
-    row = await conn.fetch_one(_USER_BY_NAME, name)
-    if row is None:
-        raise chat.NotFound("user", username)
-    user_id: int = row["id"]
-    return user_id
+    return (await get_user_by_name(conn, username)).id
 
 
 async def _briefs(conn: db.Database, ids: Iterable[int]) -> dict[int, UserBrief]:
     """The users of ``ids`` that still exist, by id, in one query."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    rows = await conn.fetch(_USERS_BY_IDS, json.dumps(wanted))
     return {
-        row["id"]: UserBrief(
-            id=row["id"], username=row["username"], display_name=row["display_name"]
-        )
-        for row in rows
+        user.id: UserBrief(id=user.id, username=user.username, display_name=user.display_name)
+        for user in (await get_users(conn, ids)).values()
     }
 
 

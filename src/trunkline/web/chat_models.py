@@ -7,16 +7,26 @@ WebSocket. Response models are built from the services' results by the ``from_*`
 
 Users are named by **username** in request bodies and paths (``{"user": "bob"}``,
 ``/members/bob/role``); responses give both the id and the username.
+
+Query models (:class:`PublicRoomsQuery`, :class:`HistoryQuery`, :class:`SearchQuery`) are the
+query strings of the routes that read one. Their numbers are checked here, against the same
+bounds the services hold (a cursor is a whole number >= 0, a limit one from 1 to the route's
+most), so that the document says them: a value that is not such a number is ``invalid_input``
+with ``reason`` ``wrong_type``, a limit past its most ``too_large``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from trunkline import chat
+from trunkline.chat.rooms import MAX_LIST_LIMIT
+from trunkline.chat.search import MAX_QUERY_CHARS
 
 from .errors import ErrorDetail
 
@@ -26,6 +36,7 @@ __all__ = [
     "DeviceList",
     "DeviceOut",
     "DirectRequest",
+    "HistoryQuery",
     "LeaveOut",
     "MeOut",
     "MemberList",
@@ -39,11 +50,13 @@ __all__ = [
     "NewRoom",
     "NewSession",
     "PublicRoomList",
+    "PublicRoomsQuery",
     "ReadMarker",
     "ReadRequest",
     "RoleRequest",
     "RoomDetail",
     "RoomOut",
+    "SearchQuery",
     "SessionOut",
     "UnreadCount",
     "UnreadList",
@@ -78,6 +91,99 @@ class ChatErrorBody(BaseModel):
     """The body of every error of the chat API."""
 
     error: ChatErrorDetail
+
+
+# -- query strings -----------------------------------------------------------------------------
+
+_ID_MAX = 2**63 - 1
+"""The largest id or sequence number: the database's 64-bit integers."""
+
+
+def _whole_number(least: int, most: int) -> Callable[[object], object]:
+    """Reads a query parameter's text as a whole number from ``least`` to ``most``, failing
+    with the chat API's reasons (``wrong_type``, ``too_large``) rather than pydantic's."""
+    bounds = f">= {least}" if most == _ID_MAX else f"from {least} to {most}"
+
+    def parse(value: object) -> object:
+        number: int | None = None
+        if isinstance(value, str):
+            try:
+                number = int(value)
+            except ValueError:
+                number = None
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        if number is None or number < least:
+            raise PydanticCustomError(
+                "wrong_type",
+                "should be a whole number {bounds}, not {given}",
+                {"bounds": bounds, "given": repr(value)},
+            )
+        if number > most:
+            raise PydanticCustomError(
+                "too_large",
+                "should be at most {most}, not {given}",
+                {"most": most, "given": repr(value)},
+            )
+        return number
+
+    return parse
+
+
+# A sequence number or an id, in a query string.
+_Cursor = Annotated[int, Field(ge=0, le=_ID_MAX), BeforeValidator(_whole_number(0, _ID_MAX))]
+
+
+# The limits of each route: the most its service gives in one answer.
+_RoomsLimit = Annotated[
+    int, Field(ge=1, le=MAX_LIST_LIMIT), BeforeValidator(_whole_number(1, MAX_LIST_LIMIT))
+]
+_HistoryLimit = Annotated[
+    int,
+    Field(ge=1, le=chat.MAX_HISTORY_LIMIT),
+    BeforeValidator(_whole_number(1, chat.MAX_HISTORY_LIMIT)),
+]
+_SearchLimit = Annotated[
+    int,
+    Field(ge=1, le=chat.MAX_SEARCH_LIMIT),
+    BeforeValidator(_whole_number(1, chat.MAX_SEARCH_LIMIT)),
+]
+
+
+class PublicRoomsQuery(BaseModel):
+    """The query of ``GET /rooms/public``."""
+
+    after: _Cursor = Field(
+        default=0, description="the `next_after` of the previous page; 0 (the start) at first"
+    )
+    limit: _RoomsLimit = Field(default=50, description="how many rooms at most")
+
+
+class HistoryQuery(BaseModel):
+    """The query of ``GET /rooms/{id}/messages``: neither cursor is the latest page."""
+
+    before: _Cursor | None = Field(
+        default=None, description="the messages just before this sequence number"
+    )
+    after: _Cursor | None = Field(
+        default=None,
+        description="the messages just after this sequence number (and before `before`, "
+        "when both are given)",
+    )
+    limit: _HistoryLimit = Field(default=50, description="how many messages at most")
+
+
+class SearchQuery(BaseModel):
+    """The query of ``GET /search``."""
+
+    q: str = Field(
+        description='what to look for: words (all of them), `"a phrase"`, `-excluded`, '
+        f"`or`; at most {MAX_QUERY_CHARS} characters"
+    )
+    room: _Cursor | None = Field(
+        default=None, description="a room's id: search only there (a member's)"
+    )
+    limit: _SearchLimit = Field(default=20, description="how many messages at most")
 
 
 # -- accounts ----------------------------------------------------------------------------------

@@ -2,10 +2,14 @@
 
 The handler accepts the WebSocket, starts a :class:`~trunkline.chat.connection.Connection`
 for it and hands it each frame, one at a time (the next frame is read once the last is
-handled, so a client that floods is slowed by TCP rather than buffered). Frames the
-connection sends go through a :class:`WebSocketTransport`: a queue drained by a writer task
-that exists only while there is something to write. The queue holds at most
-``limits.max_outbound_bytes`` (in characters); a client that lets more pile up is
+handled, so a client that floods is slowed by TCP rather than buffered).
+
+Frames the server sends go through a :class:`WebSocketTransport`, which builds each WebSocket
+frame itself and writes it to the TCP transport at once, without a task or a queue of its
+own: a room's push is built once (its bytes are kept on the push) and written as they are to
+every member's socket. So compression is off - it would cost a compression per recipient, for
+frames of a few hundred bytes. The TCP transport's buffer is the outbound queue: when a frame
+would take it past ``limits.max_outbound_bytes`` (bytes), the client is too slow and is
 **disconnected** - its TCP connection is dropped, since a client that reads nothing would not
 read a close frame either.
 
@@ -22,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+import struct
 from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from trunkline import otp
 from trunkline.chat.connection import handle_frame, start_connection
+from trunkline.chat.pushes import RoomPush
 from trunkline.chat.tree import ChatLimits, ChatTree
 
 from .websockets import track_websocket
@@ -36,7 +41,14 @@ from .websockets import track_websocket
 if TYPE_CHECKING:
     from trunkline.server.context import NodeContext, WebHook
 
-__all__ = ["CHAT", "WebSocketTransport", "add_chat_socket", "chat_socket_hook", "max_msg_size"]
+__all__ = [
+    "CHAT",
+    "WebSocketTransport",
+    "add_chat_socket",
+    "chat_socket_hook",
+    "max_msg_size",
+    "text_frame",
+]
 
 log = logging.getLogger("trunkline.web")
 
@@ -68,7 +80,7 @@ def chat_socket_hook(tree: ChatTree) -> WebHook:
 async def socket_handler(request: web.Request) -> web.StreamResponse:
     """``GET /socket``: see the module documentation."""
     tree = request.app[CHAT]
-    ws = web.WebSocketResponse(max_msg_size=max_msg_size(tree.limits))
+    ws = web.WebSocketResponse(max_msg_size=max_msg_size(tree.limits), compress=False)
     await ws.prepare(request)
     track_websocket(request, ws)
     transport = WebSocketTransport(ws, request.transport, tree.limits.max_outbound_bytes)
@@ -104,9 +116,9 @@ class WebSocketTransport:
     """A connection's way out to its WebSocket; see the module documentation.
 
     Args:
-        ws: the prepared WebSocket.
-        transport: the TCP transport under it (aborted to drop a slow client).
-        max_outbound_bytes: frames queued at most, in characters.
+        ws: the prepared WebSocket (without compression: frames are written as built here).
+        transport: the TCP transport under it, written to directly.
+        max_outbound_bytes: bytes waiting in the TCP transport's buffer at most.
     """
 
     def __init__(
@@ -118,73 +130,73 @@ class WebSocketTransport:
         self._ws = ws
         self._transport = transport
         self._max = max_outbound_bytes
-        self._queue: deque[str] = deque()
-        self._pending = 0
-        self._writer: asyncio.Task[None] | None = None
-        self._closing: tuple[int, str] | None = None
-        self._dead = False
+        self._closer: asyncio.Task[None] | None = None
+        self._dead = transport is None
         self.overflowed = False
         """Whether the client was disconnected for being too slow."""
 
     @property
     def pending(self) -> int:
-        """Characters queued and not yet written."""
-        return self._pending
+        """Bytes written and not yet taken by the client's TCP connection."""
+        transport = self._transport
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     def send(self, text: str) -> bool:
-        if self._dead or self._closing is not None:
-            return False
-        size = len(text)
-        if self._pending + size > self._max:
-            log.info("chat socket: a client too slow to read was disconnected")
-            self.overflowed = True
-            self._abort()
-            return False
-        self._queue.append(text)
-        self._pending += size
-        self._wake()
-        return True
+        return self._write(text_frame(text.encode()))
+
+    def send_push(self, push: RoomPush) -> bool:
+        wire = push.wire
+        if wire is None:
+            wire = push.wire = text_frame(push.frame.encode())
+        return self._write(wire)
 
     def close(self, code: int, reason: str) -> None:
-        if self._dead or self._closing is not None:
+        if self._dead or self._closer is not None:
             return
-        self._closing = (code, reason)
-        self._wake()
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def finish(self) -> None:
         """Stop writing (the socket is done with)."""
         self._dead = True
-        writer = self._writer
-        if writer is not None and writer is not asyncio.current_task():
-            writer.cancel()
+        closer = self._closer
+        if closer is not None and closer is not asyncio.current_task():
+            closer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await writer
+                await closer
 
-    def _wake(self) -> None:
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+    def _write(self, wire: bytes) -> bool:
+        if self._dead or self._closer is not None:
+            return False
+        transport = self._transport
+        assert transport is not None
+        if transport.is_closing():
+            self._dead = True  # the client went away
+            return False
+        if transport.get_write_buffer_size() + len(wire) > self._max:
+            log.info("chat socket: a client too slow to read was disconnected")
+            self.overflowed = True
+            self._dead = True
+            transport.abort()
+            return False
+        transport.write(wire)
+        return True
 
-    async def _drain(self) -> None:
-        try:
-            while self._queue and not self._dead:
-                text = self._queue[0]
-                await self._ws.send_str(text)
-                self._queue.popleft()
-                self._pending -= len(text)
-            if self._closing is not None and not self._dead:
-                code, reason = self._closing
-                await self._ws.close(code=code, message=reason.encode())
-        except (ConnectionError, RuntimeError):
-            self._abort()  # the client went away while we wrote
-        finally:
-            self._writer = None
-
-    def _abort(self) -> None:
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._ws.close(code=code, message=reason.encode())
         self._dead = True
-        self._queue.clear()
-        self._pending = 0
-        writer = self._writer
-        if writer is not None and writer is not asyncio.current_task():
-            writer.cancel()
-        if self._transport is not None:
-            self._transport.abort()
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked, uncompressed WebSocket text frame (RFC 6455 5.2) holding
+    ``payload``, as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65_536:
+        return _HEADER_16.pack(0x81, 126, size) + payload
+    return _HEADER_64.pack(0x81, 127, size) + payload
+
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")

@@ -1,9 +1,10 @@
 """JSON routes declared with pydantic models, and the OpenAPI 3.1 document they make.
 
 Declare a route on an :class:`Api`; it registers the aiohttp handler, validates the request
-body against the request model, serializes what the handler returns with the response model,
-and describes all of it in the document served at ``GET /openapi.json`` (browsable at
-``GET /docs``, a page shipped in the package that works offline)::
+body against the request model and the query string against the query model, serializes what
+the handler returns with the response model, and describes all of it in the document served
+at ``GET /openapi.json`` (browsable at ``GET /docs``, a page shipped in the package that works
+offline)::
 
     api = Api(title="trunkline", version="0.1.0")
 
@@ -19,15 +20,40 @@ and describes all of it in the document served at ``GET /openapi.json`` (browsab
     async def create_room(request: web.Request, body: NewRoom) -> Room:
         return Room(id=1, name=body.name)
 
+    class RoomList(BaseModel):
+        rooms: list[Room]
+
+    class Page(BaseModel):
+        after: int = Field(default=0, ge=0, description="the last id of the previous page")
+        limit: int = Field(default=50, ge=1, le=200)
+
+    @api.route("GET", "/rooms", summary="A page of rooms", tags=["rooms"], query=Page,
+               response=RoomList)
+    async def list_rooms(request: web.Request, *, query: Page) -> RoomList:
+        return RoomList(rooms=await rooms_after(query.after, query.limit))
+
     api.add_routes(app)
 
-A handler takes the request (and the validated body, when the route has a request model) and
-returns a model instance (sent with the route's ``status``), :class:`Respond` for another
-status, or any aiohttp response as it is. It may raise :class:`~trunkline.web.errors.ApiError`.
+A handler takes the request, the validated body as its second argument when the route has a
+request model, and the validated query as the keyword argument ``query`` when the route has a
+query model. It returns a model instance (sent with the route's ``status``), :class:`Respond`
+for another status, or any aiohttp response as it is. It may raise
+:class:`~trunkline.web.errors.ApiError`.
 
-Errors of the body, before the handler runs, all in the shape of
+A query model's fields are the route's query parameters, each documented in ``parameters``
+(``in: query``) with its schema, whether it is required and its description. They are
+validated from the query string's text, so the model's own rules apply as for a body (``int``
+parses ``"12"``; ``Field(ge=1)`` bounds it); a field ``X | None = None`` is an optional
+parameter of type ``X``. Parameters the model does not name are ignored; one it names may be
+given once.
+
+Errors of the query and the body, before the handler runs, all in the shape of
 :class:`~trunkline.web.errors.ErrorBody`:
 
+- ``400 invalid_request``: a query parameter is given more than once (``type``
+  ``repeated``), or the query does not match the model: the message names the first
+  parameter at fault, and ``details`` lists each failure (``loc``: the parameter's name,
+  ``message``, ``type``), as for a body;
 - ``415 unsupported_media_type``: the content type is not ``application/json`` (or ``+json``);
 - ``413 payload_too_large``: the body is larger than ``max_body_bytes``;
 - ``400 invalid_request``: the body is not JSON, or does not match the model (``details``
@@ -37,6 +63,7 @@ Errors of the body, before the handler runs, all in the shape of
 from __future__ import annotations
 
 import http
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -90,6 +117,7 @@ class Operation:
     response: type[BaseModel] | None = None
     status: int = 200
     responses: Mapping[int, type[BaseModel]] = field(default_factory=dict)
+    query: type[BaseModel] | None = None
     operation_id: str | None = None
     max_body_bytes: int | None = None
 
@@ -131,6 +159,7 @@ class Api:
         response: type[BaseModel] | None = None,
         status: int = 200,
         responses: Mapping[int, type[BaseModel]] | None = None,
+        query: type[BaseModel] | None = None,
         operation_id: str | None = None,
         max_body_bytes: int | None = None,
     ) -> Callable[[Handler], Handler]:
@@ -145,6 +174,8 @@ class Api:
             response: the model of a successful answer, sent with ``status``.
             responses: other statuses the handler may answer with (:class:`Respond`), and
                 their models.
+            query: the query string's model, one field per parameter; the handler then takes
+                it as the keyword argument ``query``.
             operation_id: the document's id of the operation (default: the handler's name).
             max_body_bytes: this route's body limit.
 
@@ -167,6 +198,7 @@ class Api:
                     response=response,
                     status=status,
                     responses=dict(responses or {}),
+                    query=query,
                     operation_id=operation_id or handler.__name__,
                     max_body_bytes=max_body_bytes,
                 )
@@ -193,16 +225,22 @@ class Api:
 
     def _build_document(self) -> dict[str, Any]:
         wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
+        # In the order declared, as a list: the document must not change from run to run.
+        queries = list(dict.fromkeys(op.query for op in self.operations if op.query))
         for op in self.operations:
             if op.request is not None:
                 wanted.append((op.request, "validation"))
             for model in (op.response, *op.responses.values()):
                 if model is not None:
                     wanted.append((model, "serialization"))
+        others = list(dict.fromkeys(wanted))
+        wanted = others + [(q, "validation") for q in queries if (q, "validation") not in others]
         schemas, definitions = models_json_schema(
-            list(dict.fromkeys(wanted)), ref_template="#/components/schemas/{model}"
+            wanted, ref_template="#/components/schemas/{model}"
         )
         error = _json_content(schemas[(ErrorBody, "serialization")])
+        components: dict[str, Any] = definitions.get("$defs", {})
+        query_schemas = {q: components[_ref_name(schemas[(q, "validation")])] for q in queries}
         paths: dict[str, dict[str, Any]] = {}
         for op in self.operations:
             path = _PATH_PARAMETER.sub(r"{\1}", op.path)
@@ -217,6 +255,8 @@ class Api:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in _PATH_PARAMETER.findall(op.path)
             ]
+            if op.query is not None:
+                parameters += _query_parameters(query_schemas[op.query])
             if parameters:
                 entry["parameters"] = parameters
             responses: dict[str, Any] = {}
@@ -233,6 +273,8 @@ class Api:
                 }
                 for status in (400, 413, 415):
                     responses.setdefault(str(status), {"description": _phrase(status), **error})
+            if op.query is not None:
+                responses.setdefault("400", {"description": _phrase(400), **error})
             responses["default"] = {"description": "An error", **error}
             entry["responses"] = responses
             paths.setdefault(path, {})[op.method.lower()] = entry
@@ -243,7 +285,13 @@ class Api:
             "openapi": OPENAPI_VERSION,
             "info": info,
             "paths": paths,
-            "components": {"schemas": definitions.get("$defs", {})},
+            "components": {
+                "schemas": _without_query_models(
+                    components,
+                    {_ref_name(schemas[(q, "validation")]) for q in queries},
+                    {_ref_name(schemas[key]) for key in others},
+                )
+            },
         }
 
     async def _serve_document(self, request: web.Request) -> web.Response:
@@ -255,12 +303,13 @@ class Api:
         limit = op.max_body_bytes or self.max_body_bytes
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
-            if op.request is None:
-                result = await op.handler(request)
-            else:
-                body = await _read_body(request, op.request, limit)
-                result = await op.handler(request, body)
-            return _respond(op, result)
+            arguments: list[Any] = [request]
+            keywords: dict[str, Any] = {}
+            if op.query is not None:
+                keywords["query"] = _read_query(request, op.query)
+            if op.request is not None:
+                arguments.append(await _read_body(request, op.request, limit))
+            return _respond(op, await op.handler(*arguments, **keywords))
 
         endpoint.__name__ = op.handler.__name__
         return endpoint
@@ -301,6 +350,94 @@ async def _read_body(request: web.Request, model: type[BaseModel], limit: int) -
         raise ApiError(
             400, "invalid_request", f"the body does not match {model.__name__}", details
         ) from None
+
+
+def _read_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    named = {info.alias or name for name, info in model.model_fields.items()}
+    given: dict[str, str] = {}
+    for name, value in request.query.items():
+        if name in given and name in named:
+            # Which one was meant cannot be known; taking either would be a guess.
+            problem = {"loc": [name], "message": "given more than once", "type": "repeated"}
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"query parameter {name} is given more than once",
+                [problem],
+            )
+        given.setdefault(name, value)
+    try:
+        return model.model_validate(given)
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_context=False, include_input=False)
+        details = [
+            {"loc": list(problem["loc"]), "message": problem["msg"], "type": problem["type"]}
+            for problem in problems
+        ]
+        first = problems[0]
+        name = ".".join(str(part) for part in first["loc"])
+        if not name:
+            message = f"the query does not match {model.__name__}: {first['msg']}"
+        elif first["type"] == "missing":
+            message = f"query parameter {name} is required"
+        else:
+            message = f"query parameter {name}: {first['msg']}"
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more: see details)"
+        raise ApiError(400, "invalid_request", message, details) from None
+
+
+def _ref_name(schema: Mapping[str, Any]) -> str:
+    """The component a model's ``{"$ref": "#/components/schemas/<name>"}`` names."""
+    return str(schema["$ref"]).rsplit("/", 1)[-1]
+
+
+def _query_parameters(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``parameters`` of a query model's schema: one per property, in order."""
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, found in schema.get("properties", {}).items():
+        property_schema = {k: v for k, v in found.items() if k not in ("title", "description")}
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": _sendable(property_schema),
+        }
+        if found.get("description"):
+            parameter["description"] = found["description"]
+        parameters.append(parameter)
+    return parameters
+
+
+def _sendable(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without ``null``, which a query string cannot say: ``X | None``
+    with the default ``None`` is an optional ``X``."""
+    choices = schema.get("anyOf")
+    if not isinstance(choices, list) or {"type": "null"} not in choices:
+        return schema
+    rest = [choice for choice in choices if choice != {"type": "null"}]
+    sendable = {k: v for k, v in schema.items() if k != "anyOf"}
+    if sendable.get("default", ...) is None:
+        del sendable["default"]
+    if len(rest) == 1:
+        return {**rest[0], **sendable}
+    return {"anyOf": rest, **sendable}
+
+
+def _without_query_models(
+    components: dict[str, Any], query_names: set[str], other_names: set[str]
+) -> dict[str, Any]:
+    """The components, less the schemas of query models that are nothing else: their fields
+    are parameters, and no body refers to them."""
+    unused = query_names - other_names
+    kept = {name: schema for name, schema in components.items() if name not in unused}
+    referred = json.dumps(kept)
+    return {
+        name: schema
+        for name, schema in components.items()
+        if name not in unused or f'"#/components/schemas/{name}"' in referred
+    }
 
 
 def _respond(op: Operation, result: Any) -> web.StreamResponse:

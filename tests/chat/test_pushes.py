@@ -1,0 +1,151 @@
+"""Room pushes written by the broadcast straight to joined connections (lanes): held during a
+replay and written after it without duplicates, removed members cut off at once, and only
+their own connection processes woken."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from argon2 import profiles
+from chat_backends import Backend
+from test_room_server import running
+
+from trunkline import chat, otp
+from trunkline.chat import room_server
+from trunkline.chat.connection import Connection, MemoryTransport, handle_frame
+from trunkline.chat.passwords import Passwords
+from trunkline.chat.pushes import Lane, MemberRemoved, RoomPush, dispatch
+from trunkline.chat.tree import ChatTree
+
+CHEAP = Passwords(profiles.CHEAPEST)
+
+
+def push(seq: int, kind: str = "message") -> RoomPush:
+    return RoomPush(7, kind, seq, f"frame-{kind}-{seq}")
+
+
+def test_a_lane_writes_messages_once_in_seq_order_and_other_pushes_as_they_come() -> None:
+    transport = MemoryTransport()
+    lane = Lane(transport, user_id=1, last_seq=2)
+    for p in (push(1), push(3), push(3), push(0, "typing"), push(2, "edit"), push(4)):
+        lane.push(p)
+    assert transport.frames == [
+        "frame-message-3",
+        "frame-typing-0",
+        "frame-edit-2",
+        "frame-message-4",
+    ]
+
+
+def test_a_holding_lane_writes_after_the_replay_only_what_the_replay_did_not_send() -> None:
+    transport = MemoryTransport()
+    lane = Lane(transport, user_id=1, last_seq=0, holding=True)
+    for seq in (4, 5, 6):
+        lane.push(push(seq))
+    assert transport.frames == []
+    transport.send("replayed 1..5")
+    lane.open(5)
+    lane.push(push(6))  # broadcast twice
+    lane.push(push(7))
+    assert transport.frames == ["replayed 1..5", "frame-message-6", "frame-message-7"]
+
+
+async def test_dispatch_writes_to_lanes_and_mails_the_others() -> None:
+    transport = MemoryTransport()
+    me = otp.self()
+    other = otp.spawn(otp.receive)
+    subscribers: list[tuple[otp.Pid, Any]] = [(me, None), (other, Lane(transport, 2))]
+    dispatch(subscribers, None, push(1))
+    assert (await otp.receive(timeout=1)).seq == 1
+    assert transport.frames == ["frame-message-1"]
+    dispatch(subscribers, me, push(0, "typing"))  # from me: not to me
+    assert transport.frames == ["frame-message-1", "frame-typing-0"]
+    with pytest.raises(TimeoutError):
+        await otp.receive(timeout=0)
+    otp.exit(other, otp.KILL)
+
+
+async def test_a_member_removed_closes_only_their_lanes_and_wakes_only_their_processes() -> None:
+    woken: list[tuple[int, Any]] = []
+
+    async def connection(number: int) -> None:
+        woken.append((number, await otp.receive()))
+
+    pids = [otp.spawn(connection, n) for n in range(3)]
+    transports = [MemoryTransport() for _ in pids]
+    lanes = [Lane(t, user_id) for t, user_id in zip(transports, (1, 2, 2), strict=True)]
+    subscribers = list(zip(pids, lanes, strict=True))
+    dispatch(subscribers, None, MemberRemoved(7, 2, "kicked"))
+    dispatch(subscribers, None, push(1))
+    await asyncio.sleep(0)
+    assert [lane.closed for lane in lanes] == [False, True, True]
+    assert [t.frames for t in transports] == [["frame-message-1"], [], []]
+    assert sorted(number for number, _ in woken) == [1, 2]
+    otp.exit(pids[0], otp.KILL)
+
+
+async def connected(
+    tree: ChatTree, username: str, *, new: bool = True
+) -> tuple[int, otp.Pid, MemoryTransport]:
+    """A user (registered unless ``new`` is false) with an authenticated connection."""
+    database = tree.require_database()
+    if new:
+        await chat.register(database, username, "correct horse", username, passwords=CHEAP)
+    login = await chat.login(database, username, "correct horse", passwords=CHEAP)
+    transport = MemoryTransport()
+    pid = await Connection.start((tree, transport))
+    await handle_frame(pid, json.dumps({"id": "a", "op": "auth", "token": login.token}))
+    assert json.loads(transport.frames[-1])["ok"] is True
+    return login.user.id, pid, transport
+
+
+def pushed(transport: MemoryTransport, kind: str = "message") -> list[dict[str, Any]]:
+    frames = [json.loads(text) for text in transport.frames]
+    return [frame for frame in frames if frame.get("type") == kind]
+
+
+async def test_a_join_since_racing_a_burst_gets_every_message_once_in_order(
+    backend: Backend,
+) -> None:
+    async with backend.database() as database, running(database) as tree:
+        ada, pid, transport = await connected(tree, "ada")
+        bob, _, _ = await connected(tree, "bob")
+        room = await chat.create_room(database, bob, "lobby")
+        await chat.join(database, room.id, ada)
+        for i in range(1, 21):
+            await room_server.send(tree, room.id, bob, f"m{i}", f"c{i}")
+
+        async def burst() -> None:
+            for i in range(21, 61):
+                await room_server.send(tree, room.id, bob, f"m{i}", f"c{i}")
+
+        sending = asyncio.create_task(burst())
+        await handle_frame(pid, json.dumps({"id": "j", "op": "join", "room": room.id, "since": 5}))
+        await sending
+        assert (await otp.call(pid, "state"))["joined"] == {room.id: 60}
+        assert [frame["seq"] for frame in pushed(transport)] == list(range(6, 61))
+
+
+async def test_a_kicked_member_is_told_and_gets_nothing_more(backend: Backend) -> None:
+    async with backend.database() as database, running(database) as tree:
+        ada, ada_pid, ada_transport = await connected(tree, "ada")
+        bob, _, _ = await connected(tree, "bob")
+        room = await chat.create_room(database, ada, "lobby")
+        await chat.join(database, room.id, bob)
+        _, bob_pid, bob_transport = await connected(tree, "bob", new=False)  # a second device
+        for pid in (ada_pid, bob_pid):
+            await handle_frame(pid, json.dumps({"id": "j", "op": "join", "room": room.id}))
+        await room_server.send(tree, room.id, ada, "before", "c1")
+        await chat.kick(database, room.id, ada, bob)
+        room_server.member_removed(tree, room.id, bob, "kicked")
+        await room_server.send(tree, room.id, ada, "after", "c2")
+        assert (await otp.call(bob_pid, "state"))["joined"] == {}  # the removal was handled
+        assert [frame["message"]["body"] for frame in pushed(bob_transport)] == ["before"]
+        assert pushed(bob_transport, "removed") == [
+            {"type": "removed", "room": room.id, "reason": "kicked"}
+        ]
+        assert [frame["message"]["body"] for frame in pushed(ada_transport)] == ["before", "after"]
+        assert pushed(ada_transport, "removed") == []
