@@ -12,6 +12,7 @@ from rooms_helpers import add_users
 from trunkline import chat, db, otp
 from trunkline.chat import room_server
 from trunkline.chat.offline import OFFLINE_EVENT, OfflineRecipient, offline_recipients
+from trunkline.chat.presence import track_user
 from trunkline.chat.tree import ChatTree
 
 
@@ -64,8 +65,8 @@ async def test_members_with_a_device_connected_are_nobody_offline(backend: Backe
         assert [r.user_id for r in await offline_recipients(database, tree, dm, direct=True)] == [
             bob
         ]
-        tree.connections.register(bob, None)
-        tree.connections.register(eve, None)
+        track_user(tree, bob, 1)
+        track_user(tree, eve, 2)
         assert await offline_recipients(database, tree, dm, direct=True) == []
         assert await offline_recipients(database, tree, mention, direct=False) == []
 
@@ -76,7 +77,7 @@ async def test_a_mention_of_a_member_with_no_device_is_an_event(backend: Backend
         room = await chat.create_room(database, ada, "lobby")
         for user in (bob, eve):
             await chat.join(database, room.id, user)
-        tree.connections.register(eve, None)  # eve is here: no event for her
+        track_user(tree, eve, 1)  # eve is here: no event for her
         # zed is no member; ada mentions herself; "nobody" is no account.
         sent = await room_server.send(tree, room.id, ada, "@Bob @eve @zed @ada @nobody look", "c1")
         recipient = await asyncio.wait_for(found.get(), 5)

@@ -9,18 +9,14 @@ import json
 from typing import Any
 
 import pytest
-from argon2 import profiles
 from chat_backends import Backend
+from connection_helpers import connected, pushed
 from test_room_server import running
 
 from trunkline import chat, otp
 from trunkline.chat import room_server
-from trunkline.chat.connection import Connection, MemoryTransport, handle_frame
-from trunkline.chat.passwords import Passwords
+from trunkline.chat.connection import MemoryTransport, handle_frame
 from trunkline.chat.pushes import Lane, MemberRemoved, RoomPush, dispatch
-from trunkline.chat.tree import ChatTree
-
-CHEAP = Passwords(profiles.CHEAPEST)
 
 
 def push(seq: int, kind: str = "message") -> RoomPush:
@@ -85,26 +81,6 @@ async def test_a_member_removed_closes_only_their_lanes_and_wakes_only_their_pro
     assert [t.frames for t in transports] == [["frame-message-1"], [], []]
     assert sorted(number for number, _ in woken) == [1, 2]
     otp.exit(pids[0], otp.KILL)
-
-
-async def connected(
-    tree: ChatTree, username: str, *, new: bool = True
-) -> tuple[int, otp.Pid, MemoryTransport]:
-    """A user (registered unless ``new`` is false) with an authenticated connection."""
-    database = tree.require_database()
-    if new:
-        await chat.register(database, username, "correct horse", username, passwords=CHEAP)
-    login = await chat.login(database, username, "correct horse", passwords=CHEAP)
-    transport = MemoryTransport()
-    pid = await Connection.start((tree, transport))
-    await handle_frame(pid, json.dumps({"id": "a", "op": "auth", "token": login.token}))
-    assert json.loads(transport.frames[-1])["ok"] is True
-    return login.user.id, pid, transport
-
-
-def pushed(transport: MemoryTransport, kind: str = "message") -> list[dict[str, Any]]:
-    frames = [json.loads(text) for text in transport.frames]
-    return [frame for frame in frames if frame.get("type") == kind]
 
 
 async def test_a_join_since_racing_a_burst_gets_every_message_once_in_order(

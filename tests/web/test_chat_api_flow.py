@@ -79,6 +79,7 @@ ROUTES = {
     ("delete", "/api/v1/sessions/current", "204", "accounts"),
     ("get", "/api/v1/me", "200", "accounts"),
     ("get", "/api/v1/devices", "200", "accounts"),
+    ("get", "/api/v1/users/{username}/presence", "200", "accounts"),
     ("delete", "/api/v1/devices/{device_id}", "204", "accounts"),
     ("post", "/api/v1/rooms", "201", "rooms"),
     ("get", "/api/v1/rooms", "200", "rooms"),

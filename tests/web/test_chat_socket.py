@@ -24,6 +24,7 @@ from argon2 import profiles
 import pg
 from trunkline import chat, db, otp
 from trunkline.chat.tree import ChatLimits, ChatTree
+from trunkline.otp.testing import wait_until
 from trunkline.server import NodeContext, Settings
 from trunkline.web import make_app
 from trunkline.web.chat_api import add_chat_api
@@ -171,7 +172,14 @@ async def test_auth_then_join_since_replays_exactly_what_was_missed(
 
         bob_client = await server.client(bob_token)
         joined = await bob_client.request("join", room=room, since=3)
-        assert joined == {"id": 1 + 1, "ok": True, "room": room, "complete": True, "last_seq": 7}
+        assert joined == {
+            "id": 1 + 1,
+            "ok": True,
+            "room": room,
+            "complete": True,
+            "last_seq": 7,
+            "presence": {str(bob): {"devices": 1}},  # bob has the room open; ada did not join
+        }
         replayed = await bob_client.messages(4)
         assert [push["seq"] for push in replayed] == [4, 5, 6, 7]
         assert [push["message"]["body"] for push in replayed] == ["m4", "m5", "m6", "m7"]
@@ -343,9 +351,7 @@ async def test_a_member_kicked_or_leaving_over_http_stops_getting_the_room(
     backend: str, tmp_path: Path
 ) -> None:
     async with serving(backend, tmp_path) as server:
-        (ada, ada_token), (bob, bob_token), (cy, cy_token) = [
-            await server.user() for _ in range(3)
-        ]
+        (ada, ada_token), (bob, bob_token), (cy, cy_token) = [await server.user() for _ in range(3)]
         room = await a_room(server, ada, bob, cy)
         clients = [await server.client(token) for token in (ada_token, bob_token, cy_token)]
         for client in clients:
@@ -374,6 +380,33 @@ async def test_a_member_kicked_or_leaving_over_http_stops_getting_the_room(
             assert client.pushes == []
             error = await client.request("send", room=room, body="x", client_msg_id="c2")
             assert error["error"]["code"] == "not_member"
+
+
+async def test_presence_over_http_follows_the_sockets(backend: str, tmp_path: Path) -> None:
+    async with serving(backend, tmp_path) as server:
+        (ada, ada_token), (bob, bob_token) = await server.user(), await server.user()
+        room = await a_room(server, ada, bob)
+        headers = {"Authorization": f"Bearer {ada_token}"}
+
+        async def get(path: str) -> dict[str, Any]:
+            response = await server.http.get(path, headers=headers)
+            assert response.status == 200, await response.text()
+            found: dict[str, Any] = await response.json()
+            return found
+
+        bob_socket = await server.client(bob_token)
+        presence = await get("/api/v1/users/user1/presence")
+        assert (presence["user"]["id"], presence["online"], presence["devices"]) == (bob, True, 1)
+        members = (await get(f"/api/v1/rooms/{room}/members"))["members"]
+        assert {m["user"]["id"]: m["online"] for m in members} == {ada: False, bob: True}
+
+        await bob_socket.ws.close()
+        await wait_until(lambda: not server.tree.is_connected(bob))
+        presence = await get("/api/v1/users/user1/presence")
+        assert (presence["online"], presence["devices"]) == (False, 0)
+        assert presence["last_seen_at"] is not None
+        response = await server.http.get("/api/v1/users/nobody/presence", headers=headers)
+        assert response.status == 404
 
 
 def masked_text_frame(text: str) -> bytes:

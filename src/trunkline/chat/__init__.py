@@ -25,11 +25,15 @@ from .accounts import (
     User,
     authenticate,
     get_user,
+    get_user_by_name,
+    get_users,
+    last_seen,
     list_devices,
     login,
     logout,
     register,
     revoke_device,
+    seen,
 )
 from .connection import Connection, MemoryTransport, Transport
 from .exceptions import (
@@ -61,6 +65,7 @@ from .migrations import COMPONENT, MIGRATIONS
 from .moderation import ban, kick, mute, set_role, unban, unmute
 from .offline import OFFLINE_EVENT, OfflineHook, OfflineRecipient
 from .passwords import Passwords
+from .presence import USERS_TOPIC, UserPresence, is_online, users_presence
 from .protocol import PROTOCOL_VERSION, FrameError
 from .read_markers import mark_read, unread_counts
 from .room_server import RoomServer, RoomUnavailable
@@ -101,6 +106,7 @@ __all__ = [
     "RESERVED_USERNAMES",
     "TOKEN_TTL_S",
     "TOUCH_INTERVAL_S",
+    "USERS_TOPIC",
     "Authenticated",
     "Ban",
     "Banned",
@@ -134,6 +140,7 @@ __all__ = [
     "TooManyAttempts",
     "Transport",
     "User",
+    "UserPresence",
     "UsernameTaken",
     "active_ban",
     "append",
@@ -146,10 +153,14 @@ __all__ = [
     "get_message",
     "get_room",
     "get_user",
+    "get_user_by_name",
+    "get_users",
     "history",
     "invite",
+    "is_online",
     "join",
     "kick",
+    "last_seen",
     "leave",
     "list_devices",
     "login",
@@ -167,10 +178,12 @@ __all__ = [
     "revoke_device",
     "room_topic",
     "search",
+    "seen",
     "set_role",
     "since",
     "unban",
     "unmute",
     "unread_counts",
     "user_rooms",
+    "users_presence",
 ]

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from trunkline import db, otp
@@ -74,11 +74,13 @@ __all__ = [
     "get_user",
     "get_user_by_name",
     "get_users",
+    "last_seen",
     "list_devices",
     "login",
     "logout",
     "register",
     "revoke_device",
+    "seen",
 ]
 
 TOKEN_TTL_S = 30 * 24 * 3600.0
@@ -122,6 +124,17 @@ _USERS_BY_IDS = db.Query(
     postgresql=f"SELECT {_USER} FROM {USERS_TABLE} "
     "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
     sqlite=f"SELECT {_USER} FROM {USERS_TABLE} WHERE id IN (SELECT value FROM json_each($1))",
+)
+_SEEN = db.Query(
+    "chat.accounts.seen",
+    f"UPDATE {DEVICES_TABLE} SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
+)
+_LAST_SEEN = db.Query(
+    "chat.accounts.last_seen",
+    postgresql=f"SELECT user_id, MAX(last_seen_at) AS seen FROM {DEVICES_TABLE} "
+    "WHERE user_id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint) GROUP BY user_id",
+    sqlite=f"SELECT user_id, MAX(last_seen_at) AS seen FROM {DEVICES_TABLE} "
+    "WHERE user_id IN (SELECT value FROM json_each($1)) GROUP BY user_id",
 )
 _REHASH = db.Query(
     "chat.accounts.rehash",
@@ -330,6 +343,31 @@ async def get_users(conn: db.Queryable, user_ids: Iterable[int]) -> dict[int, Us
     return {row.id: _user(row) for row in rows}
 
 
+async def seen(conn: db.Queryable, device_id: int, at: datetime | None = None) -> None:
+    """Record that ``device_id`` was seen ``at`` (now by default): a socket of it closing.
+    An earlier time than the one stored changes nothing.
+
+    Raises:
+        DatabaseError: the database failed.
+    """
+    await conn.execute(_SEEN, device_id, at or _now())
+
+
+async def last_seen(conn: db.Queryable, user_ids: Iterable[int]) -> dict[int, datetime]:
+    """When each user of ``user_ids`` was last seen: the latest ``last_seen_at`` of their
+    devices, revoked ones included (a user with no device is left out). One query; ids as
+    :func:`get_users` takes them.
+
+    Raises:
+        DatabaseError: the database failed.
+    """
+    wanted = sorted({i for i in user_ids if -_ID_LIMIT <= i < _ID_LIMIT})
+    if not wanted:
+        return {}
+    rows = await conn.fetch(_LAST_SEEN, json.dumps(wanted))
+    return {row.user_id: _aware(row.seen) for row in rows}
+
+
 async def login(
     conn: db.Queryable,
     username: str,
@@ -518,6 +556,13 @@ async def revoke_device(conn: db.Queryable, user_id: int, device_id: int) -> Dev
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _aware(value: datetime | str) -> datetime:
+    # SQLite types a column, not an expression: MAX(last_seen_at) comes back as its text.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _now() -> datetime:

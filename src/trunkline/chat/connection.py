@@ -24,8 +24,10 @@ gets every message once, in order, whatever was being sent while it joined.
 **Slow clients.** Frames are handed to the transport without waiting; the transport holds at
 most ``max_outbound_bytes`` of them and disconnects a client that lets more pile up.
 
-**Presence seam.** An authenticated connection registers in ``tree.connections`` under its
-user id (value: the device id): :meth:`ChatTree.is_connected` reads it.
+**Presence.** An authenticated connection tracks itself in the tree's Presence under its
+user id, and in each room it joins (``presence.py``); the ``join`` reply carries the room's
+presence, and diffs follow as ``presence`` pushes. When the connection ends, its device is
+recorded as last seen then.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 from trunkline import otp
 
 from . import room_server
-from .accounts import authenticate
+from .accounts import authenticate, seen
 from .exceptions import (
     Banned,
     ChatError,
@@ -50,6 +52,7 @@ from .exceptions import (
     NotMember,
 )
 from .history import MAX_HISTORY_LIMIT, since
+from .presence import room_presence, track_room, track_user, untrack_room
 from .protocol import (
     PROTOCOL_VERSION,
     Auth,
@@ -181,6 +184,13 @@ class Connection(otp.GenServer):
             otp.send_after(self.limits.idle_timeout_s - quiet_s, otp.self(), _IDLE)
         return None
 
+    async def terminate(self, reason: Any) -> None:
+        if self.device_id is not None:
+            try:
+                await seen(self.tree.require_database(), self.device_id)
+            except Exception:
+                log.warning("chat connection: cannot record device %s as seen", self.device_id)
+
     # -- frames --------------------------------------------------------------------------------
 
     async def _frame(self, text: str | None) -> None:
@@ -266,7 +276,7 @@ class Connection(otp.GenServer):
                 "unauthenticated", f"the token does not work ({error.reason})", request.id
             ) from None
         self.user_id, self.device_id = user.id, device.id
-        self.tree.connections.register(user.id, device.id)
+        track_user(self.tree, user.id, device.id)
         self.transport.send(
             encode_reply(request.id, user={"id": user.id, "username": user.username})
         )
@@ -285,7 +295,11 @@ class Connection(otp.GenServer):
         if request.since is None:
             if old is None:
                 self._subscribe(room_id, Lane(self.transport, user_id))
-            self.transport.send(encode_reply(request.id, room=room_id, complete=True))
+            self.transport.send(
+                encode_reply(
+                    request.id, room=room_id, complete=True, presence=self._presence(room_id)
+                )
+            )
             return
         if old is not None:
             old.closed = True  # the new lane takes over from the replay on
@@ -309,13 +323,27 @@ class Connection(otp.GenServer):
                 break
         # No await from here to the lane opening: nothing is broadcast in between.
         self.transport.send(
-            encode_reply(request.id, room=room_id, complete=complete, last_seq=cursor)
+            encode_reply(
+                request.id,
+                room=room_id,
+                complete=complete,
+                last_seq=cursor,
+                presence=self._presence(room_id),
+            )
         )
         lane.open(cursor)
 
     def _subscribe(self, room_id: int, lane: Lane) -> None:
+        topic = room_topic(room_id)
+        if room_id not in self.joined:
+            assert self.user_id is not None
+            assert self.device_id is not None
+            track_room(self.tree, topic, self.user_id, self.device_id)
         self.joined[room_id] = lane
-        self.tree.pubsub.subscribe(room_topic(room_id), metadata=lane)
+        self.tree.pubsub.subscribe(topic, metadata=lane)
+
+    def _presence(self, room_id: int) -> dict[str, dict[str, int]]:
+        return room_presence(self.tree, room_topic(room_id))
 
     def _drop(self, room_id: int) -> bool:
         lane = self.joined.pop(room_id, None)
@@ -323,7 +351,10 @@ class Connection(otp.GenServer):
         if lane is None:
             return False
         lane.closed = True
-        self.tree.pubsub.unsubscribe(room_topic(room_id))
+        topic = room_topic(room_id)
+        self.tree.pubsub.unsubscribe(topic)
+        assert self.user_id is not None
+        untrack_room(self.tree, topic, self.user_id)
         return True
 
     def _removed(self, removed: MemberRemoved) -> None:

@@ -14,8 +14,8 @@ and the others still run). The work runs in a process of its own after the sende
 acknowledgement, so neither the ack nor the room's next message waits for it, and a retried
 send (a duplicate) raises nothing again.
 
-"Connected" is this node's view (``ChatTree.is_connected``): with several nodes, the cluster's
-presence will answer instead.
+"Connected" is the tree's presence (``ChatTree.is_connected``): a device connected to any
+node the tree's PubSub reaches.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ the replay, in order and without duplicates, and from then on writes as pushes a
 that runs on the event loop's one thread with no ``await`` in between, so no push can slip
 between the replay and the lane opening.
 
+The room's presence diffs (``presence.py``) come the same way: the tree's Presence delivers
+each :class:`~trunkline.otp.PresenceDiff` with :func:`dispatch`, which encodes it once as a
+``presence`` push for every lane.
+
 A member removed from a room (kicked, banned, gone) is sent a :class:`MemberRemoved` on the
 room's topic: the dispatcher closes that user's lanes at once (nothing more is written to
 them) and that user's connection processes get the message, to unsubscribe and tell their
@@ -30,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trunkline import otp
+
+from .presence import encode_diff
 
 __all__ = ["Lane", "MemberRemoved", "RoomPush", "Transport", "dispatch"]
 
@@ -130,7 +136,13 @@ def dispatch(
     """The PubSub dispatcher of room topics: a :class:`RoomPush` goes to each subscriber's
     :class:`Lane` (or mailbox, if it has none); a :class:`MemberRemoved` closes the removed
     user's lanes and goes to their connection processes (and to subscribers without a lane).
-    ``from_pid`` (a typing user's connection) is skipped."""
+    ``from_pid`` (a typing user's connection) is skipped. A
+    :class:`~trunkline.otp.PresenceDiff` of a room is encoded once and goes as a push."""
+    if type(message) is otp.PresenceDiff:
+        room_id = int(message.topic.removeprefix("room:"))
+        now = otp.current_node().clock.now()
+        frame = encode_diff(room_id, message.joins, message.leaves, now)
+        message = RoomPush(room_id, "presence", 0, frame)
     if type(message) is RoomPush:
         for pid, lane in subscribers:
             if pid is from_pid:

@@ -3,6 +3,7 @@
 ::
 
     chat (one_for_one)
+    ├── presence      the Presence process: diffs, and other nodes' presences (presence.py)
     ├── rooms         DynamicSupervisor: a RoomServer per active room (room_server.py)
     └── connections   DynamicSupervisor: a Connection per WebSocket (connection.py)
 
@@ -10,11 +11,11 @@ Beside the processes the tree holds what they share, none of it a process:
 
 - ``rooms``: a unique :class:`~trunkline.otp.Registry`, room id -> its room process (the
   room's ``Via`` name);
-- ``connections``: a duplicate registry, user id -> the user's connection processes (value:
-  the device id): "is this user connected" is one dictionary lookup, the seam of presence and
-  of the notification events;
 - ``pubsub``: the :class:`~trunkline.otp.PubSub` of the topics ``room:<id>``, on which room
-  processes broadcast and connection processes listen.
+  processes broadcast and connection processes listen;
+- ``presence``: the :class:`~trunkline.otp.Presence` where connections track themselves,
+  per user and per room: "is this user connected" is one dictionary lookup, the seam of
+  the notification events too.
 
 Making one starts nothing: put :meth:`ChatTree.child_spec` in a supervisor, or call
 :meth:`ChatTree.start_link`. Room and connection processes are ``temporary``: a room process
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 from trunkline import db, otp
 
 from .accounts import TOKEN_TTL_S
+from .presence import USERS_TOPIC
+from .pushes import dispatch
 
 if TYPE_CHECKING:
     from .offline import OfflineHook
@@ -59,6 +62,7 @@ class ChatLimits:
         max_replay: the most messages a ``join`` with ``since`` replays (``complete`` is false
             when there were more).
         typing_interval_s: at most one typing push per connection and room per interval.
+        presence_interval_s: at most one presence diff per room per interval.
         request_timeout_s: a request to a room's process (send, edit, delete) not answered
             within this fails with ``RoomUnavailable`` (``internal``, retry): whether it was
             done is unknown, so a send is retried with the same ``client_msg_id``.
@@ -74,6 +78,7 @@ class ChatLimits:
     max_replay: int = 1_000
     typing_interval_s: float = 2.0
     request_timeout_s: float = 10.0
+    presence_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -82,6 +87,7 @@ class ChatLimits:
             "idle_timeout_s",
             "typing_interval_s",
             "request_timeout_s",
+            "presence_interval_s",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -108,6 +114,8 @@ class ChatTree:
         token_ttl_s: how long a token lives unused, as the HTTP API has it (the socket's
             ``auth`` renews it the same way).
         pubsub: the PubSub of room topics (a node-local one by default).
+        presence: the Presence of users and rooms (by default one on ``pubsub``, with
+            ``limits.presence_interval_s``).
         offline_hooks: called with each :class:`~trunkline.chat.offline.OfflineRecipient`
             (a member a new message is for, with no device connected): see ``offline.py``.
 
@@ -123,13 +131,22 @@ class ChatTree:
     limits: ChatLimits = field(default_factory=ChatLimits)
     token_ttl_s: float = TOKEN_TTL_S
     pubsub: otp.PubSub = field(default_factory=lambda: otp.PubSub("chat"))
+    presence: otp.Presence = None  # type: ignore[assignment]  # made in __post_init__
     rooms: otp.Registry = field(default_factory=lambda: otp.Registry("unique", name="chat.rooms"))
-    connections: otp.Registry = field(
-        default_factory=lambda: otp.Registry("duplicate", name="chat.connections")
-    )
     room_supervisor: otp.Pid | None = None
     offline_hooks: list[OfflineHook] = field(default_factory=list)
     connection_supervisor: otp.Pid | None = None
+
+    def __post_init__(self) -> None:
+        if self.presence is None:
+            self.presence = otp.Presence(
+                "chat",
+                self.pubsub,
+                broadcast_interval_s=self.limits.presence_interval_s,
+                heartbeat_interval_s=max(15.0, self.limits.presence_interval_s),
+                down_period_s=max(30.0, 2 * self.limits.presence_interval_s),
+                dispatcher=dispatch,
+            )
 
     def require_database(self) -> db.Database:
         """The database.
@@ -142,8 +159,9 @@ class ChatTree:
         return self.database
 
     def is_connected(self, user_id: int) -> bool:
-        """Whether the user has a connection (an authenticated socket) on this node."""
-        return bool(self.connections.lookup(user_id))
+        """Whether the user has a connection (an authenticated socket) on any node the
+        PubSub reaches."""
+        return bool(self.presence.get(USERS_TOPIC, user_id))
 
     def child_spec(self, id: Any = "chat") -> otp.ChildSpec:
         """A child spec that starts the tree (a supervisor) under another supervisor."""
@@ -153,6 +171,7 @@ class ChatTree:
         """Start the tree, linked to the caller; its pid."""
         self.require_database()
         children = [
+            self.presence.child_spec("presence"),
             otp.ChildSpec("rooms", self._starter("room_supervisor"), type="supervisor"),
             otp.ChildSpec("connections", self._starter("connection_supervisor"), type="supervisor"),
         ]

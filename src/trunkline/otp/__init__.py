@@ -55,6 +55,7 @@ from .introspection import (
     supervision_tree,
 )
 from .node import Node, current_node, new_event_loop, start_node
+from .presence import Presence, PresenceDiff
 from .process import (
     KILL,
     KILLED,
@@ -173,6 +174,8 @@ __all__ = [
     "OtpError",
     "PartitionDispatcher",
     "Pid",
+    "Presence",
+    "PresenceDiff",
     "ProcessExit",
     "ProcessInfo",
     "ProducerConsumerInit",

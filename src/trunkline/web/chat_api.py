@@ -23,6 +23,7 @@ from aiohttp import web
 
 from trunkline import chat, db, otp
 from trunkline.chat.accounts import get_user_by_name, get_users
+from trunkline.chat.presence import UserPresence, users_presence
 from trunkline.chat.room_server import member_removed
 
 from .chat_auth import API_PREFIX, ChatApiError, authenticated, bearer_token, chat_error_middleware
@@ -44,6 +45,7 @@ from .chat_models import (
     NewAccount,
     NewRoom,
     NewSession,
+    PresenceOut,
     PublicRoomList,
     PublicRoomsQuery,
     ReadMarker,
@@ -342,6 +344,7 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         await chat.require_member(database(), room_id, user.id)
         found = await chat.members(database(), room_id)
         briefs = await _briefs(database(), (m.user_id for m in found))
+        presence = await _presence(request, (m.user_id for m in found))
         now = otp.current_node().clock.now()
         return MemberList(
             members=[
@@ -351,6 +354,8 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
                     joined_at=m.joined_at,
                     muted=m.is_muted(now),
                     muted_until=m.muted_until if m.is_muted(now) else None,
+                    online=presence[m.user_id].online,
+                    last_seen_at=presence[m.user_id].last_seen_at,
                 )
                 for m in found
                 if m.user_id in briefs
@@ -447,6 +452,36 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         await chat.set_role(
             database(), _path_id(request, "room_id"), user.id, target, chat.Role(body.role)
         )
+
+    # -- presence --------------------------------------------------------------------------------
+
+    @api.route(
+        "GET",
+        API_PREFIX + "users/{username}/presence",
+        summary="Whether a user is online, or when they were last seen",
+        tags=["accounts"],
+        response=PresenceOut,
+        responses=_errors(401, 404),
+    )
+    async def user_presence(request: web.Request) -> PresenceOut:
+        await user_of(request)
+        found = await get_user_by_name(database(), request.match_info["username"])
+        presence = (await _presence(request, [found.id]))[found.id]
+        return PresenceOut(
+            user=UserBrief(id=found.id, username=found.username, display_name=found.display_name),
+            online=presence.online,
+            devices=presence.devices,
+            last_seen_at=presence.last_seen_at,
+        )
+
+    async def _presence(request: web.Request, user_ids: Iterable[int]) -> dict[int, UserPresence]:
+        ids = list(user_ids)
+        tree = request.app.get(CHAT)
+        if tree is not None:
+            return await users_presence(tree, database(), ids)
+        # An app without the chat socket has nobody connected.
+        seen = await chat.last_seen(database(), ids)
+        return {i: UserPresence(i, False, 0, seen.get(i)) for i in ids}
 
     # -- messages --------------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ __all__ = [
     "NewAccount",
     "NewRoom",
     "NewSession",
+    "PresenceOut",
     "PublicRoomList",
     "PublicRoomsQuery",
     "ReadMarker",
@@ -365,13 +366,27 @@ class RoleRequest(BaseModel):
 
 
 class MemberOut(BaseModel):
-    """A member of a room. ``muted`` says whether a mute holds now."""
+    """A member of a room. ``muted`` says whether a mute holds now; ``online``, whether any
+    of their devices is connected, and if not, ``last_seen_at`` when one last was (``null``:
+    never)."""
 
     user: UserBrief
     role: Literal["owner", "admin", "member"]
     joined_at: datetime
     muted: bool
     muted_until: datetime | None
+    online: bool
+    last_seen_at: datetime | None
+
+
+class PresenceOut(BaseModel):
+    """A user's presence: ``online`` with ``devices`` connected, or else when last seen
+    (``null``: never)."""
+
+    user: UserBrief
+    online: bool
+    devices: int
+    last_seen_at: datetime | None
 
 
 class MemberList(BaseModel):
