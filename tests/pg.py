@@ -66,9 +66,15 @@ def with_options(url: str, **options: object) -> str:
 async def postgres_schema(
     count: int = 1, url: str = POSTGRES_URL, **options: object
 ) -> AsyncIterator[Sequence[db.Database]]:
-    """``count`` databases working in a new schema, dropped afterwards."""
+    """``count`` databases working in a new schema, dropped afterwards.
+
+    Connection attempts have no timeout unless ``connect_timeout_s`` is given: on a mock
+    clock, a virtual one would fire whenever the server takes longer than the autojump
+    threshold to answer, as it may on a busy machine.
+    """
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
+    options.setdefault("connect_timeout_s", 0)
+    admin = await asyncpg.connect(POSTGRES_URL, timeout=None)
     await admin.execute(f"CREATE SCHEMA {schema}")
     databases: list[db.Database] = []
     try:

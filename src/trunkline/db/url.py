@@ -83,7 +83,7 @@ _OPTIONS: dict[Dialect, dict[str, tuple[Callable[[str], Any], Any]]] = {
     "postgresql": {
         "min_size": (_count(0), 1),
         "max_size": (_count(1), 10),
-        "connect_timeout_s": (_seconds, 10.0),
+        "connect_timeout_s": (_seconds_or_none, 10.0),
         "reconnect_timeout_s": (_seconds, 10.0),
         "command_timeout_s": (_seconds_or_none, 60.0),
         "health_check_interval_s": (_seconds, 15.0),

@@ -105,7 +105,7 @@ class PostgresDriver(Driver):
         options = url.options
         self._url = url
         self._min_size: int = options["min_size"]
-        self._connect_timeout_s: float = options["connect_timeout_s"]
+        self._connect_timeout_s: float | None = options["connect_timeout_s"]
         self._timeout_s: float | None = options["command_timeout_s"]
         self._pool = Pool(
             self._connect, url.target, options["max_size"], options["reconnect_timeout_s"]
