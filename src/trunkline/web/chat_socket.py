@@ -178,7 +178,14 @@ class WebSocketTransport:
             self._dead = True
             transport.abort()
             return False
-        transport.write(wire)
+        try:
+            transport.write(wire)
+        except (OSError, RuntimeError):
+            # Written from a room's broadcast: one broken socket must not fail the others.
+            log.info("chat socket: a write failed; the client is disconnected", exc_info=True)
+            self._dead = True
+            transport.abort()
+            return False
         return True
 
     async def _close(self, code: int, reason: str) -> None:
