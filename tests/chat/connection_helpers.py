@@ -8,7 +8,7 @@ from typing import Any
 from argon2 import profiles
 
 from trunkline import chat, otp
-from trunkline.chat.connection import Connection, MemoryTransport, handle_frame
+from trunkline.chat.connection import ConnectionServer, MemoryTransport, handle_frame
 from trunkline.chat.passwords import Passwords
 from trunkline.chat.tree import ChatTree
 
@@ -28,7 +28,7 @@ async def connected(
     if token is None:
         token = (await chat.login(database, username, "correct horse", passwords=CHEAP)).token
     transport = MemoryTransport()
-    pid = await Connection.start((tree, transport))
+    pid = await ConnectionServer.start((tree, transport))
     await handle_frame(pid, json.dumps({"id": "a", "op": "auth", "token": token}))
     reply = json.loads(transport.frames[-1])
     assert reply["ok"] is True

@@ -65,8 +65,8 @@ async def test_members_with_a_device_connected_are_nobody_offline(backend: Backe
         assert [r.user_id for r in await offline_recipients(database, tree, dm, direct=True)] == [
             bob
         ]
-        track_user(tree, bob, 1)
-        track_user(tree, eve, 2)
+        track_user(tree, otp.self(), bob, 1)
+        track_user(tree, otp.self(), eve, 2)
         assert await offline_recipients(database, tree, dm, direct=True) == []
         assert await offline_recipients(database, tree, mention, direct=False) == []
 
@@ -77,7 +77,7 @@ async def test_a_mention_of_a_member_with_no_device_is_an_event(backend: Backend
         room = await chat.create_room(database, ada, "lobby")
         for user in (bob, eve):
             await chat.join(database, room.id, user)
-        track_user(tree, eve, 1)  # eve is here: no event for her
+        track_user(tree, otp.self(), eve, 1)  # eve is here: no event for her
         # zed is no member; ada mentions herself; "nobody" is no account.
         sent = await room_server.send(tree, room.id, ada, "@Bob @eve @zed @ada @nobody look", "c1")
         recipient = await asyncio.wait_for(found.get(), 5)

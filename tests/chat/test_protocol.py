@@ -10,7 +10,7 @@ import pytest
 
 from trunkline import otp
 from trunkline.chat import protocol
-from trunkline.chat.connection import Connection, MemoryTransport, handle_frame
+from trunkline.chat.connection import ConnectionServer, MemoryTransport, handle_frame
 from trunkline.chat.protocol import FrameError, parse_request
 from trunkline.chat.tree import ChatLimits, ChatTree
 
@@ -100,7 +100,7 @@ def test_encoding_is_compact_json_that_keeps_unicode() -> None:
 async def started(limits: ChatLimits | None = None) -> tuple[otp.Pid, MemoryTransport]:
     tree = ChatTree(limits=limits or ChatLimits())  # no database: nothing here reaches it
     transport = MemoryTransport()
-    pid = await Connection.start((tree, transport))
+    pid = await ConnectionServer.start((tree, transport))
     return pid, transport
 
 

@@ -64,23 +64,32 @@ async def test_dispatch_writes_to_lanes_and_mails_the_others() -> None:
     otp.exit(other, otp.KILL)
 
 
-async def test_a_member_removed_closes_only_their_lanes_and_wakes_only_their_processes() -> None:
-    woken: list[tuple[int, Any]] = []
+async def test_a_member_removed_has_only_their_lanes_removed_and_wakes_no_process() -> None:
+    woken: list[Any] = []
 
-    async def connection(number: int) -> None:
-        woken.append((number, await otp.receive()))
+    async def connection() -> None:
+        woken.append(await otp.receive())
 
-    pids = [otp.spawn(connection, n) for n in range(3)]
+    pids = [otp.spawn(connection) for _ in range(3)]
     transports = [MemoryTransport() for _ in pids]
-    lanes = [Lane(t, user_id) for t, user_id in zip(transports, (1, 2, 2), strict=True)]
-    subscribers = list(zip(pids, lanes, strict=True))
+    removed: list[Lane] = []
+    lanes = [
+        Lane(t, user_id, room_id=7, on_removed=removed.append)
+        for t, user_id in zip(transports, (1, 2, 2), strict=True)
+    ]
+    listener = otp.self()  # a subscriber without a lane: it gets the message itself
+    subscribers: list[tuple[otp.Pid, Any]] = [*zip(pids, lanes, strict=True), (listener, None)]
     dispatch(subscribers, None, MemberRemoved(7, 2, "kicked"))
     dispatch(subscribers, None, push(1))
     await asyncio.sleep(0)
     assert [lane.closed for lane in lanes] == [False, True, True]
-    assert [t.frames for t in transports] == [["frame-message-1"], [], []]
-    assert sorted(number for number, _ in woken) == [1, 2]
-    otp.exit(pids[0], otp.KILL)
+    notice = '{"type":"removed","room":7,"reason":"kicked"}'
+    assert [t.frames for t in transports] == [["frame-message-1"], [notice], [notice]]
+    assert removed == lanes[1:]
+    assert woken == []
+    assert await otp.receive(timeout=1) == MemberRemoved(7, 2, "kicked")
+    for pid in pids:
+        otp.exit(pid, otp.KILL)
 
 
 async def test_a_join_since_racing_a_burst_gets_every_message_once_in_order(

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import pg
 from trunkline import jobs, otp
 from trunkline.server import NodeContext, Settings, TrunklineNode
-from trunkline.web import track_websocket
+from trunkline.web import track_websocket, untrack_websocket
 
 pytestmark = pytest.mark.real_clock
 
@@ -53,8 +53,11 @@ def gated_routes(gate: Gate) -> Any:
             ws = web.WebSocketResponse()
             await ws.prepare(request)
             track_websocket(request, ws)
-            async for _ in ws:
-                pass
+            try:
+                async for _ in ws:
+                    pass
+            finally:
+                untrack_websocket(request, ws)
             return ws
 
         app.router.add_get("/slow", slow)

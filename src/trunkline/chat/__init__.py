@@ -35,7 +35,7 @@ from .accounts import (
     revoke_device,
     seen,
 )
-from .connection import Connection, MemoryTransport, Transport
+from .connection import Connection, ConnectionServer, MemoryTransport, Transport
 from .exceptions import (
     Banned,
     ChatError,
@@ -114,6 +114,7 @@ __all__ = [
     "ChatLimits",
     "ChatTree",
     "Connection",
+    "ConnectionServer",
     "Device",
     "Forbidden",
     "FrameError",

@@ -1,9 +1,17 @@
-"""A client connection's process: protocol v1 between one socket and the rooms.
+"""A client's connection: protocol v1 between one socket and the rooms.
 
-One :class:`Connection` runs per socket, under the chat tree's connection supervisor. It knows
-nothing of sockets: the adapter (``trunkline.web.chat_socket`` for WebSockets) hands it each
-text frame with :func:`handle_frame` and gives it a :class:`Transport` to write frames to and
-to close. :class:`MemoryTransport` records them instead, for tests.
+A :class:`Connection` is run by one process, the connection's. It knows nothing of sockets:
+it is given a :class:`Transport` to write frames to and to close, and each text frame the
+client sends, through :meth:`Connection.handle_frame`, one at a time.
+
+- A socket adapter whose reading task is a process runs it there: the WebSocket handler
+  (``trunkline.web.chat_socket``) makes the task that reads the socket the connection's
+  process (``otp.self()`` adopts it), so a connection costs no task, mailbox or call of its
+  own - it ends when the socket does.
+- Otherwise, :func:`start_connection` starts a :class:`ConnectionServer` (a GenServer
+  holding the connection) under the chat tree's connection supervisor, and
+  :func:`handle_frame` hands it frames. With a :class:`MemoryTransport`, which records the
+  frames, that is how tests drive the protocol.
 
 For each frame, in order: the size limit (``too_large``), the token bucket
 (``rate_limited``), parsing (:mod:`~trunkline.chat.protocol`), authentication (only ``auth``
@@ -13,8 +21,8 @@ and the connection goes on; nothing a client sends ends the process.
 **Pushes skip the process.** ``join`` subscribes to the room's topic with a
 :class:`~trunkline.chat.pushes.Lane`: the room's pushes are written straight to the transport
 by the broadcast itself, not sent to this process (see ``pushes.py``). A member removed from
-the room (kicked, banned, left from another device) has its lanes closed by the broadcast
-that says so, and is told with a ``removed`` push.
+the room (kicked, banned, left from another device) has its lanes closed, and is told with a
+``removed`` push, by the broadcast that says so; the connection unsubscribes at its next frame.
 
 **Join and replay without a race.** ``join ... since`` subscribes *first*, with a lane that
 holds pushes, then replays from the database what came after ``since``, then opens the lane:
@@ -24,10 +32,14 @@ gets every message once, in order, whatever was being sent while it joined.
 **Slow clients.** Frames are handed to the transport without waiting; the transport holds at
 most ``max_outbound_bytes`` of them and disconnects a client that lets more pile up.
 
-**Presence.** An authenticated connection tracks itself in the tree's Presence under its
-user id, and in each room it joins (``presence.py``); the ``join`` reply carries the room's
-presence, and diffs follow as ``presence`` pushes. When the connection ends, its device is
-recorded as last seen then.
+**Presence.** An authenticated connection tracks its process in the tree's Presence under
+its user id, and in each room it joins (``presence.py``); the ``join`` reply carries the
+room's presence, and diffs follow as ``presence`` pushes. The entries go when the process
+ends; :meth:`Connection.ended` records the device as last seen.
+
+**Idle connections.** A connection with no frame for ``limits.idle_timeout_s`` is closed with
+:data:`CLOSE_IDLE`: the socket adapter reads with that timeout; a ``ConnectionServer`` checks
+with a timer.
 """
 
 from __future__ import annotations
@@ -72,7 +84,7 @@ from .protocol import (
     message_fields,
     parse_request,
 )
-from .pushes import Lane, MemberRemoved, RoomPush, Transport, dispatch
+from .pushes import Lane, RoomPush, Transport, dispatch
 from .read_markers import mark_read
 from .room_server import RoomUnavailable
 from .rooms import require_member
@@ -81,6 +93,7 @@ from .tree import ChatTree, room_topic
 __all__ = [
     "CLOSE_IDLE",
     "Connection",
+    "ConnectionServer",
     "MemoryTransport",
     "Transport",
     "handle_frame",
@@ -118,13 +131,14 @@ class MemoryTransport:
 
 
 async def start_connection(tree: ChatTree, transport: Transport) -> otp.Pid:
-    """Start a connection process under the tree's connection supervisor."""
+    """Start a :class:`ConnectionServer` for ``transport`` under the tree's connection
+    supervisor; hand it frames with :func:`handle_frame`."""
     supervisor = tree.connection_supervisor
     if supervisor is None:
         raise RuntimeError("the chat tree is not started")
 
     async def start() -> otp.Pid:
-        pid: otp.Pid = await Connection.start_link((tree, transport))
+        pid: otp.Pid = await ConnectionServer.start_link((tree, transport))
         return pid
 
     pid = await otp.start_child(
@@ -135,9 +149,9 @@ async def start_connection(tree: ChatTree, transport: Transport) -> otp.Pid:
 
 
 async def handle_frame(connection: otp.Pid, text: str | None) -> None:
-    """Hand a client's frame to its connection process (``None``: a binary frame) and wait
-    until it is handled: the adapter reads the next frame only then, so a client that sends
-    faster than it is served is slowed down by TCP, not buffered.
+    """Hand a client's frame to a :class:`ConnectionServer` (``None``: a binary frame) and
+    wait until it is handled: the adapter reads the next frame only then, so a client that
+    sends faster than it is served is slowed down by TCP, not buffered.
 
     Raises:
         CallError: the connection process is gone.
@@ -145,56 +159,109 @@ async def handle_frame(connection: otp.Pid, text: str | None) -> None:
     await otp.call(connection, ("frame", text), timeout=None)
 
 
-class Connection(otp.GenServer):
-    """One client's connection; see the module documentation."""
+class ConnectionServer(otp.GenServer):
+    """A process holding a :class:`Connection`, for transports without a process of their
+    own; see the module documentation. Calls: ``("frame", text)``, ``"state"``."""
 
     def init(self, arg: tuple[ChatTree, Transport]) -> None:
-        self.tree, self.transport = arg
-        self.limits = self.tree.limits
-        self.clock = otp.current_node().clock
-        self.user_id: int | None = None
-        self.device_id: int | None = None
-        # room id -> the lane of its pushes (pushes.py).
-        self.joined: dict[int, Lane] = {}
-        self.typing_at: dict[int, float] = {}
-        self.last_frame_at = self.bucket_at = self.clock.monotonic()
-        self.tokens = float(self.limits.rate_burst)
-        otp.send_after(self.limits.idle_timeout_s, otp.self(), _IDLE)
-
-    # -- callbacks -----------------------------------------------------------------------------
+        self.connection = Connection(*arg)
+        otp.send_after(self.connection.limits.idle_timeout_s, otp.self(), _IDLE)
 
     async def handle_call(self, request: Any, from_: otp.From) -> Any:
         match request:
             case ("frame", text):
-                await self._frame(text)
+                await self.connection.handle_frame(text)
                 return None
             case "state":
-                joined = {room_id: lane.last_seq for room_id, lane in self.joined.items()}
-                return {"user_id": self.user_id, "joined": joined}
+                return self.connection.state()
         raise ValueError(f"connection: unknown request {request!r}")
 
     def handle_info(self, message: Any) -> Any:
-        if type(message) is MemberRemoved:
-            self._removed(message)
-        elif message == _IDLE:
-            quiet_s = self.clock.monotonic() - self.last_frame_at
-            if quiet_s >= self.limits.idle_timeout_s:
-                self.transport.close(CLOSE_IDLE, "idle timeout")
+        if message == _IDLE:
+            connection = self.connection
+            quiet_s = connection.quiet_s()
+            if quiet_s >= connection.limits.idle_timeout_s:
+                connection.transport.close(CLOSE_IDLE, "idle timeout")
                 return otp.Stop(otp.NORMAL)
-            otp.send_after(self.limits.idle_timeout_s - quiet_s, otp.self(), _IDLE)
+            otp.send_after(connection.limits.idle_timeout_s - quiet_s, otp.self(), _IDLE)
         return None
 
     async def terminate(self, reason: Any) -> None:
-        if self.device_id is not None:
-            try:
-                await seen(self.tree.require_database(), self.device_id)
-            except Exception:
-                log.warning("chat connection: cannot record device %s as seen", self.device_id)
+        await self.connection.ended()
+
+
+class Connection:
+    """One client's connection; see the module documentation. Make it in the process that
+    will run it (it subscribes and tracks that process), and give that process its frames.
+
+    Args:
+        tree: the chat tree.
+        transport: where the connection writes.
+    """
+
+    __slots__ = (
+        "bucket_at",
+        "clock",
+        "device_id",
+        "joined",
+        "last_frame_at",
+        "limits",
+        "pid",
+        "stale",
+        "tokens",
+        "transport",
+        "tree",
+        "typing_at",
+        "user_id",
+    )
+
+    def __init__(self, tree: ChatTree, transport: Transport) -> None:
+        self.tree = tree
+        self.transport = transport
+        self.limits = tree.limits
+        self.clock = otp.current_node().clock
+        self.pid = otp.self()
+        self.user_id: int | None = None
+        self.device_id: int | None = None
+        # room id -> the lane of its pushes (pushes.py).
+        self.joined: dict[int, Lane] = {}
+        self.typing_at: dict[int, float] | None = None  # made at the first typing notice
+        # Rooms whose lane was removed (the user is no member any more): to unsubscribe from.
+        self.stale: list[int] | None = None
+        self.last_frame_at = self.bucket_at = self.clock.monotonic()
+        self.tokens = float(self.limits.rate_burst)
+
+    def state(self) -> dict[str, Any]:
+        """``user_id`` and ``joined`` (room id -> the last message ``seq`` written)."""
+        joined = {
+            room_id: lane.last_seq for room_id, lane in self.joined.items() if not lane.closed
+        }
+        return {"user_id": self.user_id, "joined": joined}
+
+    def quiet_s(self) -> float:
+        """Seconds since the client's last frame."""
+        return self.clock.monotonic() - self.last_frame_at
+
+    async def handle_frame(self, text: str | None) -> None:
+        """Serve one frame of the client's (``None``: a binary one); every failure is answered
+        with an error frame."""
+        await self._frame(text)
+
+    async def ended(self) -> None:
+        """The client is gone: record its device as last seen now."""
+        if self.device_id is None:
+            return
+        try:
+            await seen(self.tree.require_database(), self.device_id)
+        except Exception:
+            log.warning("chat connection: cannot record device %s as seen", self.device_id)
 
     # -- frames --------------------------------------------------------------------------------
 
     async def _frame(self, text: str | None) -> None:
         self.last_frame_at = now = self.clock.monotonic()
+        if self.stale is not None:
+            self._sweep()
         try:
             if not self._take_token(now):
                 raise FrameError(
@@ -276,7 +343,7 @@ class Connection(otp.GenServer):
                 "unauthenticated", f"the token does not work ({error.reason})", request.id
             ) from None
         self.user_id, self.device_id = user.id, device.id
-        track_user(self.tree, user.id, device.id)
+        track_user(self.tree, self.pid, user.id, device.id)
         self.transport.send(
             encode_reply(request.id, user={"id": user.id, "username": user.username})
         )
@@ -293,8 +360,8 @@ class Connection(otp.GenServer):
         await require_member(database, room_id, user_id)
         old = self.joined.get(room_id)
         if request.since is None:
-            if old is None:
-                self._subscribe(room_id, Lane(self.transport, user_id))
+            if old is None or old.closed:
+                self._subscribe(room_id, self._lane(room_id, 0, holding=False))
             self.transport.send(
                 encode_reply(
                     request.id, room=room_id, complete=True, presence=self._presence(room_id)
@@ -306,7 +373,7 @@ class Connection(otp.GenServer):
         # Subscribe first: what is broadcast from now on is held while the database is read,
         # and written after the replay without what it sent (see the module).
         cursor, sent, complete = request.since, 0, True
-        lane = Lane(self.transport, user_id, cursor, holding=True)
+        lane = self._lane(room_id, cursor, holding=True)
         self._subscribe(room_id, lane)
         while True:
             limit = min(MAX_HISTORY_LIMIT, self.limits.max_replay - sent)
@@ -333,35 +400,60 @@ class Connection(otp.GenServer):
         )
         lane.open(cursor)
 
+    def _lane(self, room_id: int, last_seq: int, *, holding: bool) -> Lane:
+        assert self.user_id is not None
+        return Lane(
+            self.transport,
+            self.user_id,
+            last_seq,
+            room_id=room_id,
+            holding=holding,
+            on_removed=self._lane_removed,
+        )
+
     def _subscribe(self, room_id: int, lane: Lane) -> None:
+        # Invariant: a room is in ``joined`` exactly while this process is tracked in it.
         topic = room_topic(room_id)
         if room_id not in self.joined:
             assert self.user_id is not None
             assert self.device_id is not None
-            track_room(self.tree, topic, self.user_id, self.device_id)
+            track_room(self.tree, topic, self.pid, self.user_id, self.device_id)
         self.joined[room_id] = lane
         self.tree.pubsub.subscribe(topic, metadata=lane)
+
+    def _lane_removed(self, lane: Lane) -> None:
+        # Called from the broadcast (the room's process): state is dropped here, and the
+        # subscription, which only this process can end, at its next frame.
+        room_id = lane.room_id
+        if self.joined.get(room_id) is not lane:
+            return
+        del self.joined[room_id]
+        assert self.user_id is not None
+        untrack_room(self.tree, room_topic(room_id), self.pid, self.user_id)
+        if self.stale is None:
+            self.stale = []
+        self.stale.append(room_id)
+
+    def _sweep(self) -> None:
+        stale, self.stale = self.stale or [], None
+        for room_id in stale:
+            if room_id not in self.joined:  # not joined again since
+                self.tree.pubsub.unsubscribe(room_topic(room_id))
 
     def _presence(self, room_id: int) -> dict[str, dict[str, int]]:
         return room_presence(self.tree, room_topic(room_id))
 
-    def _drop(self, room_id: int) -> bool:
+    def _drop(self, room_id: int) -> None:
+        if self.typing_at is not None:
+            self.typing_at.pop(room_id, None)
         lane = self.joined.pop(room_id, None)
-        self.typing_at.pop(room_id, None)
         if lane is None:
-            return False
+            return
         lane.closed = True
         topic = room_topic(room_id)
         self.tree.pubsub.unsubscribe(topic)
         assert self.user_id is not None
-        untrack_room(self.tree, topic, self.user_id)
-        return True
-
-    def _removed(self, removed: MemberRemoved) -> None:
-        if removed.user_id == self.user_id and self._drop(removed.room_id):
-            self.transport.send(
-                encode({"type": "removed", "room": removed.room_id, "reason": removed.reason})
-            )
+        untrack_room(self.tree, topic, self.pid, self.user_id)
 
     async def _send(self, room_id: int, user_id: int, body: str, client_msg_id: str) -> Any:
         for attempt in range(_SEND_ATTEMPTS):
@@ -378,13 +470,15 @@ class Connection(otp.GenServer):
         if room_id not in self.joined:
             raise FrameError("not_joined", "join the room before saying you type", request.id)
         now = self.clock.monotonic()
+        if self.typing_at is None:
+            self.typing_at = {}
         last = self.typing_at.get(room_id)
         sent = last is None or now - last >= self.limits.typing_interval_s
         if sent:
             self.typing_at[room_id] = now
             frame = encode({"type": "typing", "room": room_id, "user": user_id})
             self.tree.pubsub.broadcast_from(
-                otp.self(),
+                self.pid,
                 room_topic(room_id),
                 RoomPush(room_id, "typing", 0, frame),
                 dispatcher=dispatch,

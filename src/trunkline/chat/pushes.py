@@ -22,20 +22,20 @@ each :class:`~trunkline.otp.PresenceDiff` with :func:`dispatch`, which encodes i
 ``presence`` push for every lane.
 
 A member removed from a room (kicked, banned, gone) is sent a :class:`MemberRemoved` on the
-room's topic: the dispatcher closes that user's lanes at once (nothing more is written to
-them) and that user's connection processes get the message, to unsubscribe and tell their
-clients.
+room's topic: the dispatcher removes that user's lanes at once - each writes a ``removed``
+push and nothing more, and tells its connection, which unsubscribes at its next frame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trunkline import otp
 
 from .presence import encode_diff
+from .protocol import encode
 
 __all__ = ["Lane", "MemberRemoved", "RoomPush", "Transport", "dispatch"]
 
@@ -93,20 +93,41 @@ class Lane:
         transport: the connection's transport.
         user_id: the connection's user.
         last_seq: message pushes at or below this ``seq`` are dropped.
+        room_id: the room.
         holding: hold pushes until :meth:`open` (a join replaying history) rather than
             write them at once.
+        on_removed: called with the lane when :meth:`remove` closes it.
     """
 
-    __slots__ = ("closed", "held", "last_seq", "transport", "user_id")
+    __slots__ = ("closed", "held", "last_seq", "on_removed", "room_id", "transport", "user_id")
 
     def __init__(
-        self, transport: Transport, user_id: int, last_seq: int = 0, *, holding: bool = False
+        self,
+        transport: Transport,
+        user_id: int,
+        last_seq: int = 0,
+        *,
+        room_id: int = 0,
+        holding: bool = False,
+        on_removed: Callable[[Lane], object] | None = None,
     ) -> None:
         self.transport = transport
         self.user_id = user_id
         self.last_seq = last_seq
+        self.room_id = room_id
         self.held: list[RoomPush] | None = [] if holding else None
+        self.on_removed = on_removed
         self.closed = False
+
+    def remove(self, reason: str) -> None:
+        """The user is no longer a member (``reason``): write nothing more but a
+        ``removed`` push saying so."""
+        if self.closed:
+            return
+        self.closed = True
+        self.transport.send(encode({"type": "removed", "room": self.room_id, "reason": reason}))
+        if self.on_removed is not None:
+            self.on_removed(self)
 
     def push(self, push: RoomPush) -> None:
         """Write ``push`` (or hold it, or drop it: see the module)."""
@@ -134,8 +155,8 @@ def dispatch(
     subscribers: Sequence[tuple[otp.Pid, Any]], from_pid: otp.Pid | None, message: Any
 ) -> None:
     """The PubSub dispatcher of room topics: a :class:`RoomPush` goes to each subscriber's
-    :class:`Lane` (or mailbox, if it has none); a :class:`MemberRemoved` closes the removed
-    user's lanes and goes to their connection processes (and to subscribers without a lane).
+    :class:`Lane` (or mailbox, if it has none); a :class:`MemberRemoved` removes the user's
+    lanes (:meth:`Lane.remove`), and goes to the mailboxes of subscribers without a lane.
     ``from_pid`` (a typing user's connection) is skipped. A
     :class:`~trunkline.otp.PresenceDiff` of a room is encoded once and goes as a push."""
     if type(message) is otp.PresenceDiff:
@@ -152,12 +173,11 @@ def dispatch(
             else:
                 otp.send(pid, message)
         return
-    removed = message.user_id if type(message) is MemberRemoved else None
+    removed = type(message) is MemberRemoved
     for pid, lane in subscribers:
         if pid is from_pid:
             continue
-        if type(lane) is Lane:
-            if lane.user_id != removed:
-                continue  # nothing else is for a lane's connection process
-            lane.closed = True
-        otp.send(pid, message)
+        if type(lane) is not Lane:
+            otp.send(pid, message)
+        elif removed and lane.user_id == message.user_id:
+            lane.remove(message.reason)

@@ -18,7 +18,7 @@ from .metrics import REQUEST_EVENT, VM_EVENT, default_metrics
 from .openapi import API, Api, Respond
 from .prometheus import PrometheusReporter
 from .server import ListenError, WebServer
-from .websockets import track_websocket
+from .websockets import track_websocket, untrack_websocket
 
 __all__ = [
     "API",
@@ -35,4 +35,5 @@ __all__ = [
     "default_metrics",
     "make_app",
     "track_websocket",
+    "untrack_websocket",
 ]

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -72,7 +71,7 @@ def make_app(context: NodeContext) -> web.Application:
         max_body_bytes=context.settings.max_body_bytes,
     )
     reporter = app[METRICS] = make_reporter()
-    app[WEBSOCKETS] = weakref.WeakSet()
+    app[WEBSOCKETS] = set()
 
     async def start_reporter(app: web.Application) -> None:
         reporter.start()

@@ -1,8 +1,10 @@
 """The chat WebSocket endpoint, ``GET /socket``: a socket adapted to a connection process.
 
-The handler accepts the WebSocket, starts a :class:`~trunkline.chat.connection.Connection`
-for it and hands it each frame, one at a time (the next frame is read once the last is
-handled, so a client that floods is slowed by TCP rather than buffered).
+The handler accepts the WebSocket and runs a :class:`~trunkline.chat.connection.Connection`
+in its own task, which becomes the connection's process: it hands the connection each
+frame, one at a time (the next frame is read once the last is handled, so a client that
+floods is slowed by TCP rather than buffered). One task of the app's closes the sockets
+that sent nothing for ``limits.idle_timeout_s`` with 1001 (looking every quarter of it).
 
 Frames the server sends go through a :class:`WebSocketTransport`, which builds each WebSocket
 frame itself and writes it to the TCP transport at once, without a task or a queue of its
@@ -27,22 +29,23 @@ import asyncio
 import contextlib
 import logging
 import struct
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from trunkline import otp
-from trunkline.chat.connection import handle_frame, start_connection
+from trunkline.chat.connection import CLOSE_IDLE, Connection
 from trunkline.chat.pushes import RoomPush
 from trunkline.chat.tree import ChatLimits, ChatTree
 
-from .websockets import track_websocket
+from .websockets import track_websocket, untrack_websocket
 
 if TYPE_CHECKING:
     from trunkline.server.context import NodeContext, WebHook
 
 __all__ = [
     "CHAT",
+    "CONNECTIONS",
     "WebSocketTransport",
     "add_chat_socket",
     "chat_socket_hook",
@@ -62,10 +65,36 @@ def max_msg_size(limits: ChatLimits) -> int:
     return max(4 * limits.max_frame_bytes, 65_536)
 
 
+CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("trunkline.chat.connections")
+"""The connections of the app's open chat sockets (for the idle sweep)."""
+
+
 def add_chat_socket(app: web.Application, tree: ChatTree) -> None:
     """Serve the chat protocol at ``GET /socket`` with ``tree``."""
     app[CHAT] = tree
+    app[CONNECTIONS] = set()
     app.router.add_get("/socket", socket_handler, name="chat_socket")
+    app.cleanup_ctx.append(_idle_sweep)
+
+
+async def _idle_sweep(app: web.Application) -> AsyncIterator[None]:
+    """While the app runs, close the sockets quiet for ``idle_timeout_s``, looking every
+    quarter of it: one task for all sockets rather than a timer each (a timer per socket
+    costs more memory than the rest of its state)."""
+    limits = app[CHAT].limits
+    connections = app[CONNECTIONS]
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(limits.idle_timeout_s / 4)
+            for connection in [c for c in connections if c.quiet_s() >= limits.idle_timeout_s]:
+                connection.transport.close(CLOSE_IDLE, "idle timeout")
+
+    task = asyncio.get_running_loop().create_task(sweep())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def chat_socket_hook(tree: ChatTree) -> WebHook:
@@ -80,16 +109,17 @@ def chat_socket_hook(tree: ChatTree) -> WebHook:
 async def socket_handler(request: web.Request) -> web.StreamResponse:
     """``GET /socket``: see the module documentation."""
     tree = request.app[CHAT]
-    ws = web.WebSocketResponse(max_msg_size=max_msg_size(tree.limits), compress=False)
+    limits = tree.limits
+    ws = web.WebSocketResponse(max_msg_size=max_msg_size(limits), compress=False)
     await ws.prepare(request)
     track_websocket(request, ws)
-    transport = WebSocketTransport(ws, request.transport, tree.limits.max_outbound_bytes)
-    try:
-        connection = await start_connection(tree, transport)
-    except Exception:
-        log.exception("chat socket: cannot start a connection process")
-        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"server error")
-        return ws
+    transport = WebSocketTransport(ws, request.transport, limits.max_outbound_bytes)
+    # This task, which reads the socket, is the connection's process (otp.self() adopts it):
+    # no task, mailbox or call of its own per connection. It ends when the socket does,
+    # and its subscriptions and presences with it.
+    connection = Connection(tree, transport)
+    connections = request.app[CONNECTIONS]
+    connections.add(connection)
     try:
         async for frame in ws:
             if frame.type is WSMsgType.TEXT:
@@ -98,14 +128,11 @@ async def socket_handler(request: web.Request) -> web.StreamResponse:
                 text = None
             else:
                 break
-            try:
-                await handle_frame(connection, text)
-            except otp.CallError:
-                break  # the connection process ended (idle timeout, killed)
+            await connection.handle_frame(text)
     finally:
-        if otp.is_alive(connection):
-            with contextlib.suppress(otp.CallError):
-                await otp.stop(connection, timeout=1.0)
+        connections.discard(connection)
+        untrack_websocket(request, ws)
+        await connection.ended()
         await transport.finish()
         if not ws.closed:
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"connection ended")
@@ -121,6 +148,8 @@ class WebSocketTransport:
         max_outbound_bytes: bytes waiting in the TCP transport's buffer at most.
     """
 
+    __slots__ = ("_closer", "_dead", "_max", "_transport", "_ws", "overflowed")
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
@@ -132,8 +161,7 @@ class WebSocketTransport:
         self._max = max_outbound_bytes
         self._closer: asyncio.Task[None] | None = None
         self._dead = transport is None
-        self.overflowed = False
-        """Whether the client was disconnected for being too slow."""
+        self.overflowed = False  # whether the client was disconnected for being too slow
 
     @property
     def pending(self) -> int:

@@ -1,24 +1,28 @@
 """The node's open WebSockets, so that a stopping server can tell each client to reconnect.
 
-A WebSocket handler registers its connection with :func:`track_websocket` once prepared; when
-the server stops (the app's ``on_shutdown``, after it stopped accepting connections), every one
-still open is closed with code 1012, *service restart*: clients should reconnect, to this node
-when it is back or to another.
+A WebSocket handler registers its connection with :func:`track_websocket` once prepared, and
+:func:`untrack_websocket` when it is done (a plain set: a weak one costs a weak reference per
+socket). When the server stops (the app's ``on_shutdown``, after it stopped accepting
+connections), every one still open is closed with code 1012, *service restart*: clients
+should reconnect, to this node when it is back or to another.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
 
 from aiohttp import WSCloseCode, web
 
-__all__ = ["RESTART_MESSAGE", "WEBSOCKETS", "close_websockets", "track_websocket"]
+__all__ = [
+    "RESTART_MESSAGE",
+    "WEBSOCKETS",
+    "close_websockets",
+    "track_websocket",
+    "untrack_websocket",
+]
 
-WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
-    "trunkline.web.websockets"
-)
-"""The app's open WebSockets (gone from the set when their response is)."""
+WEBSOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("trunkline.web.websockets")
+"""The app's open WebSockets."""
 
 RESTART_MESSAGE = b"server restarting"
 
@@ -26,6 +30,11 @@ RESTART_MESSAGE = b"server restarting"
 def track_websocket(request: web.Request, ws: web.WebSocketResponse) -> None:
     """Close ``ws`` with 1012 (service restart) when the server stops."""
     request.app[WEBSOCKETS].add(ws)
+
+
+def untrack_websocket(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """``ws`` is done with: forget it (call it in the handler's ``finally``)."""
+    request.app[WEBSOCKETS].discard(ws)
 
 
 async def close_websockets(app: web.Application) -> None:
