@@ -265,3 +265,23 @@ async def test_a_default_memory_bus_passes_messages_by_reference() -> None:
     async with PubSub("app", adapter=MemoryAdapter(strict, "a@test")) as node:
         with pytest.raises(BroadcastError, match="cannot go to other nodes"):
             node.broadcast("events", ("reply to", otp.self()))
+
+
+async def test_unsubscribing_one_topic_keeps_the_others_including_prefixes() -> None:
+    pubsub = PubSub("prefixes")
+    pubsub.subscribe("room:12")
+    pubsub.unsubscribe("room:1")  # a prefix of the one followed: nothing to undo
+    assert pubsub.subscribers("room:12") == [otp.self()]
+    pubsub.subscribe("room:1")
+    pubsub.subscribe("room:123")
+    pubsub.unsubscribe("room:12")
+    assert pubsub.subscribers("room:12") == []
+    assert pubsub.subscribers("room:1") == pubsub.subscribers("room:123") == [otp.self()]
+    pubsub.unsubscribe("room:1")
+    pubsub.unsubscribe("room:123")
+    pubsub.broadcast("room:123", "nobody")
+    with pytest.raises(TimeoutError):
+        await otp.receive(timeout=0)
+    pubsub.subscribe("room:7")  # subscribing again after all is gone works
+    pubsub.broadcast("room:7", "hello")
+    assert await otp.receive(timeout=0) == "hello"

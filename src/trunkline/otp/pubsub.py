@@ -84,7 +84,9 @@ class PubSub:
         self.name = name
         self.adapter: PubSubAdapter = adapter if adapter is not None else LocalAdapter()
         self._topics: dict[str, dict[Pid, Any]] = {}  # topic -> {subscriber: metadata}
-        self._by_pid: dict[Pid, set[str]] = {}  # subscriber -> topics, for cleanup
+        # Subscriber -> its topic, or a set of its topics, for cleanup: most processes follow
+        # one topic, and a set (216 bytes) for each of 10,000 sockets adds up.
+        self._by_pid: dict[Pid, str | set[str]] = {}
         self._on_exit = self._process_ended  # bound once, not per subscribing process
 
     def __repr__(self) -> str:
@@ -135,8 +137,12 @@ class PubSub:
             # One exit hook per process per PubSub, however many topics it follows.
             if not add_exit_hook(pid, self, self._on_exit):
                 return  # the caller killed itself a moment ago: it will receive nothing
-            topics = self._by_pid[pid] = set()
-        topics.add(topic)
+            self._by_pid[pid] = topic
+        elif isinstance(topics, str):
+            if topics != topic:
+                self._by_pid[pid] = {topics, topic}
+        else:
+            topics.add(topic)
         subscribers = self._topics.get(topic)
         if subscribers is None:
             self._topics[topic] = {pid: metadata}
@@ -147,10 +153,17 @@ class PubSub:
         """Unsubscribe the calling process from ``topic``; not subscribed, do nothing."""
         pid = _caller()
         topics = self._by_pid.get(pid)
-        if topics is None or topic not in topics:
+        if topics is None:
             return
-        topics.discard(topic)
-        if not topics:
+        if isinstance(topics, str):
+            if topics != topic:
+                return
+            topics = None
+        elif topic in topics:
+            topics.discard(topic)
+        else:
+            return
+        if not topics:  # it follows nothing more
             del self._by_pid[pid]
             remove_exit_hook(pid, self)
         subscribers = self._topics[topic]
@@ -247,7 +260,7 @@ class PubSub:
         if topics is None:
             return
         all_topics = self._topics
-        for topic in topics:
+        for topic in (topics,) if type(topics) is str else topics:
             subscribers = all_topics[topic]
             del subscribers[pid]
             if not subscribers:

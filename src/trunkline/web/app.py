@@ -48,7 +48,11 @@ def route_of(request: web.Request) -> str:
 
 @web.middleware
 async def telemetry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run the request in a span of :data:`~trunkline.web.metrics.REQUEST_EVENT`."""
+    """Run the request in a span of :data:`~trunkline.web.metrics.REQUEST_EVENT`; a
+    WebSocket upgrade has none (its life is the socket's: it would swamp the durations of
+    requests, and a span held open per socket costs memory for nothing)."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await handler(request)
     metadata = {
         "method": request.method,
         "route": route_of(request),
