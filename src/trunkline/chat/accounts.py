@@ -336,10 +336,10 @@ async def get_users(conn: db.Queryable, user_ids: Iterable[int]) -> dict[int, Us
     Raises:
         DatabaseError: the database failed.
     """
-    wanted = sorted({i for i in user_ids if -_ID_LIMIT <= i < _ID_LIMIT})
-    if not wanted:
+    wanted = _id_list(user_ids)
+    if wanted is None:
         return {}
-    rows = await conn.fetch(_USERS_BY_IDS, json.dumps(wanted))
+    rows = await conn.fetch(_USERS_BY_IDS, wanted)
     return {row.id: _user(row) for row in rows}
 
 
@@ -361,10 +361,10 @@ async def last_seen(conn: db.Queryable, user_ids: Iterable[int]) -> dict[int, da
     Raises:
         DatabaseError: the database failed.
     """
-    wanted = sorted({i for i in user_ids if -_ID_LIMIT <= i < _ID_LIMIT})
-    if not wanted:
+    wanted = _id_list(user_ids)
+    if wanted is None:
         return {}
-    rows = await conn.fetch(_LAST_SEEN, json.dumps(wanted))
+    rows = await conn.fetch(_LAST_SEEN, wanted)
     return {row.user_id: _aware(row.seen) for row in rows}
 
 
@@ -556,6 +556,12 @@ async def revoke_device(conn: db.Queryable, user_id: int, device_id: int) -> Dev
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _id_list(ids: Iterable[int]) -> str | None:
+    # The ids a row can have, once each, as the JSON array the queries take; None: none.
+    wanted = sorted({i for i in ids if -_ID_LIMIT <= i < _ID_LIMIT})
+    return json.dumps(wanted) if wanted else None
 
 
 def _aware(value: datetime | str) -> datetime:
