@@ -14,9 +14,11 @@ from connection_helpers import connected, pushed
 from test_room_server import running
 
 from trunkline import chat, otp
+from trunkline.chat import connection as connection_module
 from trunkline.chat import room_server
 from trunkline.chat.connection import MemoryTransport, handle_frame
 from trunkline.chat.pushes import Lane, MemberRemoved, RoomPush, dispatch
+from trunkline.chat.tree import room_topic
 
 
 def push(seq: int, kind: str = "message") -> RoomPush:
@@ -134,3 +136,78 @@ async def test_a_kicked_member_is_told_and_gets_nothing_more(backend: Backend) -
         ]
         assert [frame["message"]["body"] for frame in pushed(ada_transport)] == ["before", "after"]
         assert pushed(ada_transport, "removed") == []
+
+
+async def test_a_member_kicked_while_their_join_checks_membership_gets_nothing(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with backend.database() as database, running(database) as tree:
+        ada, _, _ = await connected(tree, "ada")
+        bob, bob_pid, bob_transport = await connected(tree, "bob")
+        room = await chat.create_room(database, ada, "lobby")
+        await chat.join(database, room.id, bob)
+        checked = connection_module.require_member
+
+        async def kicked_meanwhile(*args: Any) -> Any:
+            member = await checked(*args)
+            await chat.kick(database, room.id, ada, bob)  # over HTTP, at that very moment
+            room_server.member_removed(tree, room.id, bob, "kicked")
+            return member
+
+        monkeypatch.setattr(connection_module, "require_member", kicked_meanwhile)
+        await handle_frame(bob_pid, json.dumps({"id": "j", "op": "join", "room": room.id}))
+        monkeypatch.undo()
+        await room_server.send(tree, room.id, ada, "after the kick", "c1")
+        assert pushed(bob_transport) == []
+        assert json.loads(bob_transport.frames[-1])["error"]["code"] == "not_member"
+        assert (await otp.call(bob_pid, "state"))["joined"] == {}
+        assert tree.presence.get(room_topic(room.id), bob) == []
+
+
+async def test_a_member_kicked_during_the_replay_gets_no_more_of_it(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with backend.database() as database, running(database) as tree:
+        ada, _, _ = await connected(tree, "ada")
+        bob, bob_pid, bob_transport = await connected(tree, "bob")
+        room = await chat.create_room(database, ada, "lobby")
+        await chat.join(database, room.id, bob)
+        for i in range(3):
+            await room_server.send(tree, room.id, ada, f"m{i}", f"c{i}")
+        read = connection_module.since
+
+        async def kicked_meanwhile(*args: Any) -> Any:
+            await chat.kick(database, room.id, ada, bob)
+            room_server.member_removed(tree, room.id, bob, "kicked")
+            return await read(*args)
+
+        monkeypatch.setattr(connection_module, "since", kicked_meanwhile)
+        join = {"id": "j", "op": "join", "room": room.id, "since": 0}
+        await handle_frame(bob_pid, json.dumps(join))
+        frames = [json.loads(text) for text in bob_transport.frames[1:]]  # after auth's reply
+        assert [f.get("type") or f["error"]["code"] for f in frames] == ["removed", "not_member"]
+
+
+async def test_a_failed_replay_leaves_the_room_unjoined_and_a_join_again_works(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with backend.database() as database, running(database) as tree:
+        ada, _, _ = await connected(tree, "ada")
+        bob, bob_pid, bob_transport = await connected(tree, "bob")
+        room = await chat.create_room(database, ada, "lobby")
+        await chat.join(database, room.id, bob)
+
+        async def failing(*args: Any) -> Any:
+            raise ConnectionError("the database went away for a moment")
+
+        monkeypatch.setattr(connection_module, "since", failing)
+        join = {"id": "j", "op": "join", "room": room.id, "since": 0}
+        await handle_frame(bob_pid, json.dumps(join))
+        monkeypatch.undo()
+        assert json.loads(bob_transport.frames[-1])["error"]["code"] == "internal"
+        assert (await otp.call(bob_pid, "state"))["joined"] == {}
+        assert tree.pubsub.subscriber_count(room_topic(room.id)) == 0
+        await handle_frame(bob_pid, json.dumps({"id": "j2", "op": "join", "room": room.id}))
+        assert json.loads(bob_transport.frames[-1])["ok"] is True
+        await room_server.send(tree, room.id, ada, "hello", "c1")
+        assert [f["message"]["body"] for f in pushed(bob_transport)] == ["hello"]

@@ -114,3 +114,33 @@ async def test_a_user_is_online_on_any_device_and_last_seen_when_the_last_closes
         assert found[ada].last_seen_at == closed_at
         assert found[never].online is True
         assert (found[10_000].online, found[10_000].last_seen_at) == (False, None)
+
+
+async def test_a_subscriber_of_the_users_topic_gets_its_diffs_and_rooms_still_get_theirs(
+    backend: Backend,
+) -> None:
+    async with (
+        backend.database() as database,
+        running(database, presence_interval_s=INTERVAL_S) as tree,
+    ):
+        tree.pubsub.subscribe(chat.USERS_TOPIC)  # anyone may follow who is online
+        presence_pid = tree.presence.pid
+        ada, ada_pid, ada_socket = await connected(tree, "ada")
+        room = await chat.create_room(database, ada, "lobby")
+        await join(ada_pid, room.id)
+        await asyncio.sleep(INTERVAL_S * 1.5)
+        ada_socket.frames.clear()
+        bob, bob_pid, _ = await connected(tree, "bob")  # the users topic changes first
+        await chat.join(database, room.id, bob)
+        await join(bob_pid, room.id)
+        await asyncio.sleep(INTERVAL_S * 1.5)
+        assert [list(d["joins"]) for d in pushed(ada_socket, "presence")] == [[str(bob)]]
+        diffs = []
+        while True:
+            try:
+                diffs.append(await otp.receive(timeout=0))
+            except TimeoutError:
+                break
+        assert [type(d) for d in diffs] == [otp.PresenceDiff, otp.PresenceDiff]
+        assert list(diffs[-1].joins) == [bob]
+        assert tree.presence.pid is presence_pid  # it never crashed

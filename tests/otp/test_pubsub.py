@@ -1,3 +1,4 @@
+import enum
 from collections.abc import Callable
 from typing import Any
 
@@ -285,3 +286,20 @@ async def test_unsubscribing_one_topic_keeps_the_others_including_prefixes() -> 
     pubsub.subscribe("room:7")  # subscribing again after all is gone works
     pubsub.broadcast("room:7", "hello")
     assert await otp.receive(timeout=0) == "hello"
+
+
+async def test_a_topic_of_a_str_subclass_is_cleaned_up_when_its_process_ends() -> None:
+    class Topic(enum.StrEnum):
+        NEWS = "news"
+
+    pubsub = PubSub("str-subclass")
+
+    async def follower() -> None:
+        pubsub.subscribe(Topic.NEWS)
+        await otp.receive()
+
+    pid = otp.spawn(follower)
+    await testing.wait_until(lambda: pubsub.subscriber_count("news") == 1)
+    otp.exit(pid, otp.KILL)
+    await testing.wait_until(lambda: not otp.is_alive(pid))
+    assert pubsub.subscriber_count("news") == 0

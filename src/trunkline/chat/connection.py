@@ -357,30 +357,47 @@ class Connection:
                 request.id,
             )
         database = self.tree.require_database()
-        await require_member(database, room_id, user_id)
         old = self.joined.get(room_id)
-        if request.since is None:
-            if old is None or old.closed:
-                self._subscribe(room_id, self._lane(room_id, 0, holding=False))
-            self.transport.send(
-                encode_reply(
-                    request.id, room=room_id, complete=True, presence=self._presence(room_id)
-                )
-            )
+        if old is not None and request.since is None:
+            await require_member(database, room_id, user_id)  # joined already: nothing new
+            if old.closed:
+                raise NotMember(room_id, user_id)  # removed meanwhile
+            self._join_reply(request, room_id, complete=True)
             return
+        # Subscribe first, holding what is broadcast from now on, then check membership and
+        # replay: a removal broadcast meanwhile finds the lane (and closes it), and what was
+        # held is written after the replay without what it sent (see the module).
         if old is not None:
-            old.closed = True  # the new lane takes over from the replay on
-        # Subscribe first: what is broadcast from now on is held while the database is read,
-        # and written after the replay without what it sent (see the module).
-        cursor, sent, complete = request.since, 0, True
-        lane = self._lane(room_id, cursor, holding=True)
+            old.closed = True  # the new lane takes over
+        cursor = request.since
+        lane = self._lane(room_id, cursor or 0, holding=True)
         self._subscribe(room_id, lane)
-        while True:
+        try:
+            await require_member(database, room_id, user_id)
+            complete = True
+            if cursor is not None:
+                cursor, complete = await self._replay(database, lane, cursor)
+            if lane.closed:
+                raise NotMember(room_id, user_id)  # removed while joining
+        except BaseException:
+            self._drop(room_id)  # not joined after all (the client is told why)
+            raise
+        # No await from here to the lane opening: nothing is broadcast in between.
+        replayed = {} if cursor is None else {"last_seq": cursor}
+        self._join_reply(request, room_id, complete=complete, **replayed)
+        lane.open(cursor or 0)
+
+    async def _replay(self, database: Any, lane: Lane, cursor: int) -> tuple[int, bool]:
+        """Send the room's messages after ``cursor``, at most ``max_replay``; the last
+        ``seq`` sent and whether that was all. Stops early if the lane is removed."""
+        sent = 0
+        while not lane.closed:
             limit = min(MAX_HISTORY_LIMIT, self.limits.max_replay - sent)
             if limit <= 0:
-                complete = False
-                break
-            resume = await since(database, room_id, cursor, limit)
+                return cursor, False
+            resume = await since(database, lane.room_id, cursor, limit)
+            if lane.closed:
+                break  # removed from the room meanwhile: this page is not theirs to read
             now = self.clock.now()
             for message in resume.messages:
                 self.transport.send(encode_push("message", message, now))
@@ -388,17 +405,12 @@ class Connection:
             sent += len(resume.messages)
             if resume.complete:
                 break
-        # No await from here to the lane opening: nothing is broadcast in between.
+        return cursor, True
+
+    def _join_reply(self, request: Join, room_id: int, **fields: Any) -> None:
         self.transport.send(
-            encode_reply(
-                request.id,
-                room=room_id,
-                complete=complete,
-                last_seq=cursor,
-                presence=self._presence(room_id),
-            )
+            encode_reply(request.id, room=room_id, **fields, presence=self._presence(room_id))
         )
-        lane.open(cursor)
 
     def _lane(self, room_id: int, last_seq: int, *, holding: bool) -> Lane:
         assert self.user_id is not None

@@ -159,7 +159,7 @@ def dispatch(
     lanes (:meth:`Lane.remove`), and goes to the mailboxes of subscribers without a lane.
     ``from_pid`` (a typing user's connection) is skipped. A
     :class:`~trunkline.otp.PresenceDiff` of a room is encoded once and goes as a push."""
-    if type(message) is otp.PresenceDiff:
+    if type(message) is otp.PresenceDiff and message.topic.startswith("room:"):
         room_id = int(message.topic.removeprefix("room:"))
         now = otp.current_node().clock.now()
         frame = encode_diff(room_id, message.joins, message.leaves, now)

@@ -485,7 +485,12 @@ class Presence:
                 # Each node computes its own subscribers' diffs from everything it learns, so
                 # diffs stay on this node: one object for all of its subscribers.
                 diff = PresenceDiff(topic, joins, leaves)
-                pubsub.local_broadcast(topic, diff, dispatcher=self.dispatcher)
+                try:
+                    pubsub.local_broadcast(topic, diff, dispatcher=self.dispatcher)
+                except Exception:
+                    # The dispatcher is the caller's code: one topic's failure must not
+                    # lose the other topics' diffs (nor restart this process).
+                    log.exception("%r: delivering the diff of %r failed", self, topic)
 
     def _receive(self, message: Any) -> None:
         """Apply a message from the Presence of the same name on another node."""

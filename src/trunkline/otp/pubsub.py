@@ -260,7 +260,7 @@ class PubSub:
         if topics is None:
             return
         all_topics = self._topics
-        for topic in (topics,) if type(topics) is str else topics:
+        for topic in (topics,) if isinstance(topics, str) else topics:
             subscribers = all_topics[topic]
             del subscribers[pid]
             if not subscribers:

@@ -112,15 +112,16 @@ async def socket_handler(request: web.Request) -> web.StreamResponse:
     limits = tree.limits
     ws = web.WebSocketResponse(max_msg_size=max_msg_size(limits), compress=False)
     await ws.prepare(request)
-    track_websocket(request, ws)
     transport = WebSocketTransport(ws, request.transport, limits.max_outbound_bytes)
-    # This task, which reads the socket, is the connection's process (otp.self() adopts it):
-    # no task, mailbox or call of its own per connection. It ends when the socket does,
-    # and its subscriptions and presences with it.
-    connection = Connection(tree, transport)
     connections = request.app[CONNECTIONS]
-    connections.add(connection)
+    connection: Connection | None = None
+    track_websocket(request, ws)
     try:
+        # This task, which reads the socket, is the connection's process (otp.self() adopts
+        # it): no task, mailbox or call of its own per connection. It ends when the socket
+        # does, and its subscriptions and presences with it.
+        connection = Connection(tree, transport)
+        connections.add(connection)
         async for frame in ws:
             if frame.type is WSMsgType.TEXT:
                 text: str | None = frame.data
@@ -130,9 +131,10 @@ async def socket_handler(request: web.Request) -> web.StreamResponse:
                 break
             await connection.handle_frame(text)
     finally:
-        connections.discard(connection)
         untrack_websocket(request, ws)
-        await connection.ended()
+        if connection is not None:
+            connections.discard(connection)
+            await connection.ended()
         await transport.finish()
         if not ws.closed:
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"connection ended")
