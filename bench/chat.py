@@ -62,11 +62,13 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import argon2
+import asyncpg  # type: ignore[import-untyped]
 
 from chat_processes import (
     Generators,
@@ -465,13 +467,21 @@ def shape_label(shape: str, counts: Counts) -> str:
     return f"1 x {counts.big_room}" if shape == "big" else f"{counts.small_rooms} x {ROOM_SIZE}"
 
 
-def measure(counts: Counts, database_dir: str | None, keep: bool) -> dict[str, Any]:
+def measure(
+    counts: Counts, database_dir: str | None, keep: bool, postgres: str | None = None
+) -> dict[str, Any]:
     with contextlib.suppress(ValueError, OSError):
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     directory = Path(tempfile.mkdtemp(prefix="bench-chat-", dir=database_dir or MEMORY_DIRECTORY))
     processes = Processes(directory)
     database_url = f"sqlite:///{directory}/bench.db"
+    schema = None
+    if postgres is not None:
+        # A schema of its own on the server, dropped at the end.
+        schema = f"bench_chat_{uuid.uuid4().hex[:12]}"
+        run(lambda: _postgres(postgres, f"CREATE SCHEMA {schema}"), real_clock=True)
+        database_url = f"{postgres}{'&' if '?' in postgres else '?'}search_path={schema}"
     try:
         started = time.perf_counter()
         seeded = run(lambda: seed(database_url, counts), real_clock=True)
@@ -523,6 +533,8 @@ def measure(counts: Counts, database_dir: str | None, keep: bool) -> dict[str, A
         return report(counts, per_connection, fan, ack)
     finally:
         processes.stop_all()
+        if schema is not None and postgres is not None and not keep:
+            run(lambda: _postgres(postgres, f"DROP SCHEMA {schema} CASCADE"), real_clock=True)
         if keep:
             print(f"kept {directory}: the database and every process's log", file=sys.stderr)
         else:
@@ -606,6 +618,14 @@ def report(
     }
 
 
+async def _postgres(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(url.split("?")[0])
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts, short steps")
@@ -617,6 +637,12 @@ def cli() -> None:
     parser.add_argument(
         "--keep", action="store_true", help="keep the database and the processes' logs"
     )
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        metavar="URL",
+        help="run the node on this PostgreSQL server (in a schema of its own) instead of SQLite",
+    )
     options = parser.parse_args()
     counts = QUICK if options.quick else FULL
 
@@ -624,7 +650,7 @@ def cli() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    results = measure(counts, options.database_dir, options.keep)
+    results = measure(counts, options.database_dir, options.keep, options.postgres)
     print(json.dumps(results))
 
 
