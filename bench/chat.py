@@ -4,6 +4,7 @@ target.
 
     .venv/bin/python bench/chat.py            # the full run (3 to 5 minutes)
     .venv/bin/python bench/chat.py --quick    # 1,000 connections, short steps: a smoke run
+    .venv/bin/python bench/chat.py --postgres postgresql://postgres@127.0.0.1:5432/test
 
 Two servers, each a subprocess on 127.0.0.1: the node (``trunkline serve`` on a SQLite
 file, its chat limits raised through ``TRUNKLINE_CHAT_*`` so that none caps the load: rate,
@@ -46,7 +47,8 @@ stopped it: the server's CPU, the whole machine (the generators spend about as m
 delivery as a server does, so on a small machine they share the limit), or neither (the
 server waits on something, one thing at a time). The pids are printed, to attach a profiler
 (``py-spy record --pid``). The SQLite file is on ``/dev/shm`` where there is one
-(``--database-dir`` to choose), with the driver's default ``synchronous=full``. The last line
+(``--database-dir`` to choose), with the driver's default ``synchronous=full``; with
+``--postgres`` the node stores on that server instead, in a schema of its own. The last line
 is one JSON object.
 """
 
