@@ -18,7 +18,7 @@ from trunkline.chat import connection as connection_module
 from trunkline.chat import room_server
 from trunkline.chat.connection import MemoryTransport, handle_frame
 from trunkline.chat.pushes import Lane, MemberRemoved, RoomPush, dispatch
-from trunkline.chat.tree import room_topic
+from trunkline.chat.tree import ChatTree, room_topic
 
 
 def push(seq: int, kind: str = "message") -> RoomPush:
@@ -138,14 +138,21 @@ async def test_a_kicked_member_is_told_and_gets_nothing_more(backend: Backend) -
         assert pushed(ada_transport, "removed") == []
 
 
+async def bob_in_ada_s_room(tree: ChatTree) -> tuple[int, int, otp.Pid, MemoryTransport, Any]:
+    """ada's room with bob a member, and bob's connection (not joined to it yet)."""
+    database = tree.require_database()
+    ada, _, _ = await connected(tree, "ada")
+    bob, bob_pid, bob_transport = await connected(tree, "bob")
+    room = await chat.create_room(database, ada, "lobby")
+    await chat.join(database, room.id, bob)
+    return ada, bob, bob_pid, bob_transport, room
+
+
 async def test_a_member_kicked_while_their_join_checks_membership_gets_nothing(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with backend.database() as database, running(database) as tree:
-        ada, _, _ = await connected(tree, "ada")
-        bob, bob_pid, bob_transport = await connected(tree, "bob")
-        room = await chat.create_room(database, ada, "lobby")
-        await chat.join(database, room.id, bob)
+        ada, bob, bob_pid, bob_transport, room = await bob_in_ada_s_room(tree)
         checked = connection_module.require_member
 
         async def kicked_meanwhile(*args: Any) -> Any:
@@ -168,10 +175,7 @@ async def test_a_member_kicked_during_the_replay_gets_no_more_of_it(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with backend.database() as database, running(database) as tree:
-        ada, _, _ = await connected(tree, "ada")
-        bob, bob_pid, bob_transport = await connected(tree, "bob")
-        room = await chat.create_room(database, ada, "lobby")
-        await chat.join(database, room.id, bob)
+        ada, bob, bob_pid, bob_transport, room = await bob_in_ada_s_room(tree)
         for i in range(3):
             await room_server.send(tree, room.id, ada, f"m{i}", f"c{i}")
         read = connection_module.since
@@ -192,10 +196,7 @@ async def test_a_failed_replay_leaves_the_room_unjoined_and_a_join_again_works(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with backend.database() as database, running(database) as tree:
-        ada, _, _ = await connected(tree, "ada")
-        bob, bob_pid, bob_transport = await connected(tree, "bob")
-        room = await chat.create_room(database, ada, "lobby")
-        await chat.join(database, room.id, bob)
+        ada, _, bob_pid, bob_transport, room = await bob_in_ada_s_room(tree)
 
         async def failing(*args: Any) -> Any:
             raise ConnectionError("the database went away for a moment")

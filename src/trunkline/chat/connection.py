@@ -233,19 +233,12 @@ class Connection:
 
     def state(self) -> dict[str, Any]:
         """``user_id`` and ``joined`` (room id -> the last message ``seq`` written)."""
-        joined = {
-            room_id: lane.last_seq for room_id, lane in self.joined.items() if not lane.closed
-        }
+        joined = {room_id: lane.last_seq for room_id, lane in self.joined.items()}
         return {"user_id": self.user_id, "joined": joined}
 
     def quiet_s(self) -> float:
         """Seconds since the client's last frame."""
         return self.clock.monotonic() - self.last_frame_at
-
-    async def handle_frame(self, text: str | None) -> None:
-        """Serve one frame of the client's (``None``: a binary one); every failure is answered
-        with an error frame."""
-        await self._frame(text)
 
     async def ended(self) -> None:
         """The client is gone: record its device as last seen now."""
@@ -258,7 +251,9 @@ class Connection:
 
     # -- frames --------------------------------------------------------------------------------
 
-    async def _frame(self, text: str | None) -> None:
+    async def handle_frame(self, text: str | None) -> None:
+        """Serve one frame of the client's (``None``: a binary one); every failure is answered
+        with an error frame."""
         self.last_frame_at = now = self.clock.monotonic()
         if self.stale is not None:
             self._sweep()
