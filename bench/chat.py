@@ -27,9 +27,9 @@ The figures, and what each is compared with:
   10,000. Baseline: the raw server's, measured the same way. Target: at most 20 KiB.
 - **Fan-out deliveries/s**, two shapes: one room of 1,000 members, and 100 rooms of 10. Every
   member is joined and sends in turn, the total rate fixed for a step of a few seconds; a
-  *delivery* is a message received by a member other than its sender (the node also answers
-  the sender, after storing the message, and pushes the message back to it: work the raw
-  server does not do). Latency is send -> receive by every recipient (each body carries its
+  *delivery* is a message received by a member other than its sender (the node also stores
+  the message and answers the sender, whose reply carries it: work the raw server does not
+  do). Latency is send -> receive by every recipient (each body carries its
   sender's ``time.monotonic()``). The rate doubles step by step until a step fails, then
   climbs from the last step that passed by quarter-octaves; a step passes when its p99 is
   under 100 ms, it lost nothing (99.9% of the deliveries arrive), and the generators kept the

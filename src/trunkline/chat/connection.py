@@ -315,10 +315,14 @@ class Connection:
                     )
                 )
             case Edit(room=room_id, seq=seq, body=body):
-                message = await room_server.edit(self.tree, room_id, user_id, seq, body)
+                message = await room_server.edit(
+                    self.tree, room_id, user_id, seq, body, origin=self.pid
+                )
                 self.transport.send(encode_reply(request.id, message=message_fields(message)))
             case Delete(room=room_id, seq=seq):
-                message = await room_server.delete(self.tree, room_id, user_id, seq)
+                message = await room_server.delete(
+                    self.tree, room_id, user_id, seq, origin=self.pid
+                )
                 self.transport.send(encode_reply(request.id, message=message_fields(message)))
             case Typing(room=room_id):
                 self._typing(request, room_id, user_id)
@@ -465,7 +469,9 @@ class Connection:
     async def _send(self, room_id: int, user_id: int, body: str, client_msg_id: str) -> Any:
         for attempt in range(_SEND_ATTEMPTS):
             try:
-                return await room_server.send(self.tree, room_id, user_id, body, client_msg_id)
+                return await room_server.send(
+                    self.tree, room_id, user_id, body, client_msg_id, origin=self.pid
+                )
             except RoomUnavailable as error:
                 # A room that died is replaced at once; one that is too slow would only be
                 # given more to do.

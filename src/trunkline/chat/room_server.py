@@ -8,7 +8,8 @@ that died is replaced by a fresh one that carries on where the database says.
 It serializes the room's writes. A send is::
 
     send(tree, room_id, user, body, client_msg_id)
-        -> the room process: chat.append (checks membership and mute, stores, numbers)
+        -> the room process: the node's message writer stores it, in a batch with other
+           rooms' sends (checks membership and mute, numbers; message_writer.py)
         -> the reply to the caller, with the stored message: the acknowledgement
         -> one broadcast on PubSub "room:<id>", its frame encoded once for every recipient
            and written by the dispatcher straight to each joined connection's socket
@@ -33,7 +34,7 @@ from typing import Any
 from trunkline import db, otp
 
 from .exceptions import ChatError
-from .messages import Message, append, delete_message, edit_message
+from .messages import Message, delete_message, edit_message
 from .offline import notify_offline, wanted
 from .protocol import encode_push
 from .pushes import MemberRemoved, RoomPush, dispatch
@@ -116,28 +117,30 @@ class RoomServer(otp.GenServer):
         database = self.tree.require_database()
         try:
             match request:
-                case ("send", user_id, body, client_msg_id):
-                    message = await append(database, self.room_id, user_id, body, client_msg_id)
+                case ("send", user_id, body, client_msg_id, origin):
+                    message = await self.tree.message_writer.append(
+                        database, self.room_id, user_id, body, client_msg_id
+                    )
                     otp.reply(from_, message)  # the acknowledgement: stored
                     if not message.duplicate or message.seq > self.broadcast_upto:
                         # A duplicate is broadcast again only if this process has not yet
                         # broadcast that far: its predecessor may have died before doing so.
                         self.last_seq = max(self.last_seq, message.seq)
-                        self._broadcast("message", message)
+                        self._broadcast("message", message, origin)
                     if not message.duplicate and wanted(self.tree):
                         # For members with no device connected: after the ack, beside the
                         # room, so that neither waits for it.
                         otp.spawn(notify_offline, self.tree, message, self.direct)
                     return otp.NoReply()
-                case ("edit", user_id, seq, body):
+                case ("edit", user_id, seq, body, origin):
                     message = await edit_message(database, self.room_id, seq, user_id, body)
                     otp.reply(from_, message)
-                    self._broadcast("edit", message)
+                    self._broadcast("edit", message, origin)
                     return otp.NoReply()
-                case ("delete", user_id, seq):
+                case ("delete", user_id, seq, origin):
                     message = await delete_message(database, self.room_id, seq, user_id)
                     otp.reply(from_, message)
-                    self._broadcast("delete", message)
+                    self._broadcast("delete", message, origin)
                     return otp.NoReply()
                 case "info":
                     return {"room_id": self.room_id, "last_seq": self.last_seq}
@@ -154,11 +157,15 @@ class RoomServer(otp.GenServer):
             otp.send_after(max(idle_s - quiet_s, 0.0) or idle_s, otp.self(), _IDLE)
         return None
 
-    def _broadcast(self, kind: str, message: Message) -> None:
+    def _broadcast(self, kind: str, message: Message, origin: otp.Pid | None) -> None:
         self.broadcast_upto = max(self.broadcast_upto, message.seq)
         frame = encode_push(kind, message, self.clock.now())
         push = RoomPush(self.room_id, kind, message.seq, frame)
-        self.tree.pubsub.broadcast(self.topic, push, dispatcher=dispatch)
+        if origin is None:
+            self.tree.pubsub.broadcast(self.topic, push, dispatcher=dispatch)
+        else:
+            # The connection that asked has the message in its reply already.
+            self.tree.pubsub.broadcast_from(origin, self.topic, push, dispatcher=dispatch)
 
 
 async def room(tree: ChatTree, room_id: int) -> otp.Pid:
@@ -192,39 +199,59 @@ async def room(tree: ChatTree, room_id: int) -> otp.Pid:
 
 
 async def send(
-    tree: ChatTree, room_id: int, user_id: int, body: str, client_msg_id: str
+    tree: ChatTree,
+    room_id: int,
+    user_id: int,
+    body: str,
+    client_msg_id: str,
+    *,
+    origin: otp.Pid | None = None,
 ) -> Message:
     """Store a message through the room's process and broadcast it; the stored message (the
     acknowledgement). See :func:`~trunkline.chat.messages.append` for the checks.
+    ``origin``, the connection that sent it, is left out of the broadcast: the message is in
+    its reply.
 
     Raises:
         RoomUnavailable: the room's process died before replying: retry with the same
             ``client_msg_id``.
         InvalidInput, NotFound, NotMember, Muted: as ``append``; nothing was stored.
     """
-    message: Message = await _request(tree, room_id, ("send", user_id, body, client_msg_id))
+    message: Message = await _request(tree, room_id, ("send", user_id, body, client_msg_id, origin))
     return message
 
 
-async def edit(tree: ChatTree, room_id: int, user_id: int, seq: int, body: str) -> Message:
-    """Edit a message through the room's process and broadcast the new version.
+async def edit(
+    tree: ChatTree,
+    room_id: int,
+    user_id: int,
+    seq: int,
+    body: str,
+    *,
+    origin: otp.Pid | None = None,
+) -> Message:
+    """Edit a message through the room's process and broadcast the new version (``origin``
+    left out, as in :func:`send`).
 
     Raises:
         RoomUnavailable: as :func:`send`.
         InvalidInput, NotFound, NotMember, Muted, Forbidden: as ``edit_message``.
     """
-    message: Message = await _request(tree, room_id, ("edit", user_id, seq, body))
+    message: Message = await _request(tree, room_id, ("edit", user_id, seq, body, origin))
     return message
 
 
-async def delete(tree: ChatTree, room_id: int, user_id: int, seq: int) -> Message:
-    """Delete a message through the room's process and broadcast the tombstone.
+async def delete(
+    tree: ChatTree, room_id: int, user_id: int, seq: int, *, origin: otp.Pid | None = None
+) -> Message:
+    """Delete a message through the room's process and broadcast the tombstone (``origin``
+    left out, as in :func:`send`).
 
     Raises:
         RoomUnavailable: as :func:`send`.
         NotFound, NotMember, Forbidden: as ``delete_message``.
     """
-    message: Message = await _request(tree, room_id, ("delete", user_id, seq))
+    message: Message = await _request(tree, room_id, ("delete", user_id, seq, origin))
     return message
 
 

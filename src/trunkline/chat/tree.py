@@ -15,7 +15,9 @@ Beside the processes the tree holds what they share, none of it a process:
   processes broadcast and connection processes listen;
 - ``presence``: the :class:`~trunkline.otp.Presence` where connections track themselves,
   per user and per room: "is this user connected" is one dictionary lookup, the seam of
-  the notification events too.
+  the notification events too;
+- ``message_writer``: the :class:`~trunkline.chat.message_writer.MessageWriter` that stores
+  the room processes' messages in batches.
 
 Making one starts nothing: put :meth:`ChatTree.child_spec` in a supervisor, or call
 :meth:`ChatTree.start_link`. Room and connection processes are ``temporary``: a room process
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from trunkline import db, otp
 
 from .accounts import TOKEN_TTL_S
+from .message_writer import MessageWriter
 from .presence import USERS_TOPIC
 from .pushes import dispatch
 
@@ -136,6 +139,7 @@ class ChatTree:
     room_supervisor: otp.Pid | None = None
     offline_hooks: list[OfflineHook] = field(default_factory=list)
     connection_supervisor: otp.Pid | None = None
+    message_writer: MessageWriter = field(default_factory=MessageWriter)
 
     def __post_init__(self) -> None:
         if self.presence is None:

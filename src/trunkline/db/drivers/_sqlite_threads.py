@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, TypeAlias
 
 from ..query import Statement
@@ -48,6 +48,7 @@ Work: TypeAlias = Callable[[sqlite3.Connection, str, Any], Any]
 Job: TypeAlias = tuple["asyncio.Future[Any]", Work, Statement, Any]
 Reject: TypeAlias = Callable[[Job, BaseException], None]
 Resolve: TypeAlias = Callable[["asyncio.Future[Any]", Any], None]
+Post: TypeAlias = Callable[..., Any]
 
 
 # -- types -------------------------------------------------------------------------------------
@@ -237,8 +238,13 @@ def serve(
     exited: asyncio.Future[None],
     on_result: Resolve,
     on_error: Reject,
+    group_commit: bool = False,
 ) -> None:
-    """A worker thread's life: open a connection, run jobs until ``None``, close it."""
+    """A worker thread's life: open a connection, run jobs until ``None``, close it.
+
+    With ``group_commit`` (the writer), statements outside transactions that are queued
+    together run as one transaction: see :func:`_run_group`.
+    """
     post = loop.call_soon_threadsafe
     try:
         connection = connect()
@@ -247,21 +253,101 @@ def serve(
         post(resolve, exited, None)
         return
     post(resolve, ready, None)
-    get = jobs.get
+    get, get_nowait = jobs.get, jobs.get_nowait
     try:
-        while (job := get()) is not None:
-            try:
-                result = job[1](connection, job[2].text, job[3])
-            except BaseException as error:
-                post(on_error, job, error)
+        job = get()
+        while job is not None:
+            if group_commit and job[1] in _GROUPABLE and not connection.in_transaction:
+                group, after, taken = _take_group(job, get_nowait)
+                if len(group) > 1:
+                    _run_group(connection, group, post, on_result, on_error)
+                else:
+                    _run(connection, job, post, on_result, on_error)
+                job = after if taken else get()
             else:
-                post(on_result, job[0], result)
+                _run(connection, job, post, on_result, on_error)
+                job = get()
     except RuntimeError:
         pass  # the loop is closed: nobody is waiting any more
     finally:
         connection.close()
         with contextlib.suppress(RuntimeError):
             post(resolve, exited, None)
+
+
+def _run(
+    connection: sqlite3.Connection, job: Job, post: Post, on_result: Resolve, on_error: Reject
+) -> None:
+    try:
+        result = job[1](connection, job[2].text, job[3])
+    except BaseException as error:
+        post(on_error, job, error)
+    else:
+        post(on_result, job[0], result)
+
+
+# Group commit. A statement outside a transaction is a transaction of its own, and on the
+# writer the commit is most of its cost: the WAL frame written and synced, and one hand-off
+# back to the loop. Statements queued together while the writer was busy - many callers
+# writing at once - run as one transaction and come back in one hand-off. Each caller still
+# hears of its statement only once it is committed, and sees what it would have seen alone:
+# if any statement of the group fails, or the commit does, the group is rolled back and each
+# statement runs again alone, for its own result or error.
+
+MAX_GROUP = 256
+"""The most statements one group commit takes."""
+
+
+def _take_group(
+    first: Job, get_nowait: Callable[[], Job | None]
+) -> tuple[list[Job], Job | None, bool]:
+    """``first`` and the statements queued behind it that may share its transaction; then
+    the job that ended the group and whether there was one (``None`` is the order to stop)."""
+    group = [first]
+    while len(group) < MAX_GROUP:
+        try:
+            job = get_nowait()
+        except Empty:
+            return group, None, False
+        if job is None or job[1] not in _GROUPABLE:
+            return group, job, True
+        group.append(job)
+    return group, None, False
+
+
+def _run_group(
+    connection: sqlite3.Connection,
+    group: list[Job],
+    post: Post,
+    on_result: Resolve,
+    on_error: Reject,
+) -> None:
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except BaseException as error:
+        # The write lock could not be had (another process held it past busy_timeout): each
+        # statement alone would have failed the same way.
+        for job in group:
+            post(on_error, job, error)
+        return
+    try:
+        results = [job[1](connection, job[2].text, job[3]) for job in group]
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        for job in group:
+            _run(connection, job, post, on_result, on_error)
+        return
+    post(_resolve_group, group, results, on_result)
+
+
+def _resolve_group(group: list[Job], results: list[Any], on_result: Resolve) -> None:
+    for job, result in zip(group, results, strict=True):
+        on_result(job[0], result)
+
+
+_GROUPABLE = frozenset((execute, execute_many, fetch, fetch_one, fetch_val))
 
 
 def resolve(future: asyncio.Future[Any], result: Any) -> None:

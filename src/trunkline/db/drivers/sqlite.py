@@ -165,7 +165,9 @@ class SQLiteDriver(Driver):
 
         # The writer first: it turns WAL on before any reader opens the file.
         try:
-            await self._start(self._writer, connect(True), "writer", work.resolve, _fail)
+            await self._start(
+                self._writer, connect(True), "writer", work.resolve, _fail, group_commit=True
+            )
             for i, reader in enumerate(self._readers):
                 await self._start(
                     reader.jobs, connect(False), f"reader-{i}", reader.on_result, reader.on_error
@@ -182,13 +184,14 @@ class SQLiteDriver(Driver):
         role: str,
         on_result: Callable[[asyncio.Future[Any], Any], None],
         on_error: Callable[[Job, BaseException], None],
+        group_commit: bool = False,
     ) -> None:
         ready: asyncio.Future[None] = self._loop.create_future()
         exited: asyncio.Future[None] = self._loop.create_future()
         self._exits.append(exited)
         thread = threading.Thread(
             target=work.serve,
-            args=(jobs, connect, self._loop, ready, exited, on_result, on_error),
+            args=(jobs, connect, self._loop, ready, exited, on_result, on_error, group_commit),
             name=f"trunkline-db-sqlite-{role}",
             daemon=True,
         )

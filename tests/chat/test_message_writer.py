@@ -1,0 +1,152 @@
+"""The node's message writer on both backends: sends of many rooms stored in batches, each
+answered as ``append`` would answer it alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from chat_backends import Backend
+from rooms_helpers import add_users, rooms_database
+
+from trunkline import db
+from trunkline.chat import moderation
+from trunkline.chat.exceptions import InvalidInput, Muted, NotFound, NotMember
+from trunkline.chat.message_writer import MAX_BATCH, MessageWriter
+from trunkline.chat.rooms import create_room, join
+from trunkline.otp import telemetry
+
+QUERY_STOP = ("trunkline", "db", "query", "stop")
+
+
+async def rooms_of(database: db.Database, count: int) -> tuple[list[int], list[int]]:
+    """``count`` rooms, each owned by a user of its own; (rooms, owners)."""
+    owners = await add_users(database, *(f"owner{i}" for i in range(count)))
+    rooms = [(await create_room(database, owner, f"room{i}")).id for i, owner in enumerate(owners)]
+    return rooms, owners
+
+
+async def test_sends_of_many_rooms_at_once_go_in_few_statements(backend: Backend) -> None:
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 40)
+        writer = MessageWriter()
+        with telemetry.capture([QUERY_STOP]) as seen:
+            sent = await asyncio.gather(
+                *(
+                    writer.append(database, room, owner, f"hello {room}", "c1")
+                    for room, owner in zip(rooms, owners, strict=True)
+                )
+            )
+        assert [(m.room_id, m.sender_id, m.seq, m.body) for m in sent] == [
+            (room, owner, 1, f"hello {room}") for room, owner in zip(rooms, owners, strict=True)
+        ]
+        # Handed over together: one statement stored them all, at one time.
+        batches = [e for e in seen if e.metadata["statement"] == "chat.messages.append_batch"]
+        assert [e.measurements["rows"] for e in batches] == [40]
+        assert len({m.created_at for m in sent}) == 1
+
+
+async def test_one_room_twice_in_a_batch_waits_for_the_next_and_numbers_stay_gapless(
+    backend: Backend,
+) -> None:
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 3)
+        writer = MessageWriter()
+        sends = [
+            writer.append(database, rooms[i % 3], owners[i % 3], f"m{i}", f"c{i}")
+            for i in range(30)
+        ]
+        sent = await asyncio.gather(*sends)
+        for room in rooms:
+            mine = [m for m in sent if m.room_id == room]
+            assert sorted(m.seq for m in mine) == list(range(1, 11))
+            # A room's sends keep the order they were handed over in.
+            assert [m.body for m in sorted(mine, key=lambda m: m.seq)] == [m.body for m in mine]
+
+
+async def test_each_send_of_a_batch_gets_its_own_answer(backend: Backend) -> None:
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 4)
+        [muted, outsider] = await add_users(database, "muted", "outsider")
+        await join(database, rooms[1], muted)
+        await moderation.mute(database, rooms[1], owners[1], muted)
+        writer = MessageWriter()
+        first = await writer.append(database, rooms[3], owners[3], "first", "dup")
+        results = await asyncio.gather(
+            writer.append(database, rooms[0], owners[0], "fine", "a"),
+            writer.append(database, rooms[1], muted, "shh", "b"),
+            writer.append(database, rooms[2], outsider, "let me in", "c"),
+            writer.append(database, rooms[3], owners[3], "first again", "dup"),
+            writer.append(database, 10_000, owners[0], "nowhere", "d"),
+            return_exceptions=True,
+        )
+        fine, was_muted, not_member, duplicate, no_room = results
+        assert not isinstance(fine, BaseException)
+        assert (fine.seq, fine.body) == (1, "fine")
+        assert isinstance(was_muted, Muted)
+        assert isinstance(not_member, NotMember)
+        assert not isinstance(duplicate, BaseException)
+        assert duplicate.duplicate
+        assert (duplicate.id, duplicate.body) == (first.id, "first")
+        assert isinstance(no_room, NotFound)
+        rows = await database.fetch("SELECT room_id, seq FROM chat_messages ORDER BY room_id")
+        assert [tuple(row) for row in rows] == [(rooms[0], 1), (rooms[3], 1)]
+
+
+async def test_a_row_the_database_refuses_fails_alone(backend: Backend) -> None:
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 3)
+        writer = MessageWriter()
+        # A lone surrogate passes the body's checks but cannot be encoded for the database.
+        results = await asyncio.gather(
+            writer.append(database, rooms[0], owners[0], "warm-up", "w"),
+            writer.append(database, rooms[1], owners[1], "fine", "a"),
+            writer.append(database, rooms[2], owners[2], "bad \ud800", "b"),
+            return_exceptions=True,
+        )
+        assert [getattr(r, "body", None) for r in results[:2]] == ["warm-up", "fine"]
+        assert isinstance(results[2], db.DatabaseError)
+        assert await database.fetch_val("SELECT count(*) FROM chat_messages") == 2
+
+
+async def test_bad_input_is_refused_before_it_is_queued(backend: Backend) -> None:
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 1)
+        writer = MessageWriter()
+        with pytest.raises(InvalidInput):
+            await writer.append(database, rooms[0], owners[0], "   ", "c1")
+        with pytest.raises(InvalidInput):
+            await writer.append(database, rooms[0], owners[0], "x" * 10, "c1", max_chars=5)
+        with pytest.raises(InvalidInput):
+            await writer.append(database, rooms[0], owners[0], "hi", "")
+        assert await database.fetch_val("SELECT count(*) FROM chat_messages") == 0
+
+
+async def test_a_caller_that_gives_up_before_its_batch_stores_nothing(backend: Backend) -> None:
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 3)
+        writer = MessageWriter()
+        first = asyncio.ensure_future(writer.append(database, rooms[0], owners[0], "a", "a"))
+        abandoned = asyncio.ensure_future(writer.append(database, rooms[1], owners[1], "b", "b"))
+        third = asyncio.ensure_future(writer.append(database, rooms[2], owners[2], "c", "c"))
+        await asyncio.sleep(0)  # all three are waiting; the first one's batch is being written
+        abandoned.cancel()
+        await asyncio.gather(first, third)
+        rows = await database.fetch("SELECT body FROM chat_messages ORDER BY body")
+        assert [row[0] for row in rows] == ["a", "c"]
+
+
+async def test_a_batch_holds_at_most_max_batch_sends(backend: Backend) -> None:
+    async with rooms_database(backend) as database:
+        count = MAX_BATCH + 10
+        users = await add_users(database, *(f"u{i}" for i in range(count)))
+        room = await create_room(database, users[0], "big")
+        rooms = [room.id]
+        for i, user in enumerate(users[1:]):
+            rooms.append((await create_room(database, user, f"r{i}")).id)
+        writer = MessageWriter()
+        sent = await asyncio.gather(
+            *(writer.append(database, r, u, "x", "c") for r, u in zip(rooms, users, strict=True))
+        )
+        assert {m.seq for m in sent} == {1}
+        assert await database.fetch_val("SELECT count(*) FROM chat_messages") == count
