@@ -23,6 +23,7 @@ from argon2 import profiles
 
 import pg
 from trunkline import chat, db, otp
+from trunkline.chat.connection import CLOSE_REVOKED
 from trunkline.chat.tree import ChatLimits, ChatTree
 from trunkline.otp.testing import wait_until
 from trunkline.server import NodeContext, Settings
@@ -451,3 +452,37 @@ async def test_an_idle_connection_is_closed(
         assert closed.type is WSMsgType.CLOSE
         assert closed.data == 1001
         assert clock.monotonic() >= 30
+
+
+async def test_a_device_logged_out_or_revoked_loses_its_open_sockets_at_once(
+    backend: str, tmp_path: Path
+) -> None:
+    async with serving(backend, tmp_path) as server:
+        name = f"user{next(server.names)}"
+        await chat.register(server.database, name, PASSWORD, name, passwords=CHEAP)
+        logins = [
+            await chat.login(server.database, name, PASSWORD, device_name=d, passwords=CHEAP)
+            for d in ("laptop", "phone", "tablet")
+        ]
+        laptop, phone, tablet = [await server.client(login.token) for login in logins]
+
+        def bearer(login: chat.Login) -> dict[str, str]:
+            return {"Authorization": f"Bearer {login.token}"}
+
+        # The laptop revokes the phone: the phone's socket is closed, nobody else's.
+        response = await server.http.delete(
+            f"/api/v1/devices/{logins[1].device.id}", headers=bearer(logins[0])
+        )
+        assert response.status == 204
+        closed = await phone.ws.receive()
+        assert (closed.type, closed.data) == (WSMsgType.CLOSE, CLOSE_REVOKED)
+        # The tablet logs itself out: its socket is closed too.
+        response = await server.http.delete("/api/v1/sessions/current", headers=bearer(logins[2]))
+        assert response.status == 204
+        closed = await tablet.ws.receive()
+        assert (closed.type, closed.data) == (WSMsgType.CLOSE, CLOSE_REVOKED)
+        assert (await laptop.request("ping"))["pong"] is True
+        # And a socket cannot come back with the revoked token.
+        again = await server.client()
+        error = await again.request("auth", token=logins[1].token)
+        assert error["error"]["code"] == "unauthenticated"

@@ -92,6 +92,7 @@ from .tree import ChatTree, room_topic
 
 __all__ = [
     "CLOSE_IDLE",
+    "CLOSE_REVOKED",
     "Connection",
     "ConnectionServer",
     "MemoryTransport",
@@ -104,6 +105,8 @@ log = logging.getLogger("trunkline.chat")
 
 CLOSE_IDLE = 1001
 """The close code of a connection that sent nothing for ``idle_timeout_s`` (going away)."""
+CLOSE_REVOKED = 4001
+"""The close code of a connection whose device was logged out or revoked: log in again."""
 
 _IDLE = "idle_check"
 # A send whose room process died mid-request is retried (same client_msg_id: stored once).

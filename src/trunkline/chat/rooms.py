@@ -35,6 +35,7 @@ __all__ = [
     "MAX_LIST_LIMIT",
     "MAX_TOPIC_CHARS",
     "Ban",
+    "Invitation",
     "Member",
     "Role",
     "Room",
@@ -42,6 +43,7 @@ __all__ = [
     "active_ban",
     "create_room",
     "get_room",
+    "invitations",
     "invite",
     "join",
     "leave",
@@ -148,6 +150,16 @@ class Ban:
         return self.until is None or self.until > now
 
 
+@dataclass(frozen=True)
+class Invitation:
+    """An invitation to ``room``, by ``invited_by`` (``None`` once that user is gone), not used
+    yet: joining the room uses it; a ban, or the room's removal, takes it away."""
+
+    room: Room
+    invited_by: int | None
+    invited_at: datetime
+
+
 _MEMBER_COLUMNS = "room_id, user_id, role, joined_at, muted, muted_until, last_read_seq"
 
 _INSERT_ROOM = db.Query(
@@ -222,6 +234,13 @@ _INSERT_INVITE = db.Query(
     "chat.invites.insert",
     "INSERT INTO chat_room_invites (room_id, user_id, invited_by, invited_at) "
     "VALUES ($1, $2, $3, $4) ON CONFLICT (room_id, user_id) DO NOTHING",
+)
+_INVITATIONS = db.Query(
+    "chat.invites.of_user",
+    "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at, "
+    "i.invited_by, i.invited_at "
+    "FROM chat_room_invites i JOIN chat_rooms r ON r.id = i.room_id "
+    "WHERE i.user_id = $1 ORDER BY i.invited_at, r.id",
 )
 _DELETE_INVITE = db.Query(
     "chat.invites.delete", "DELETE FROM chat_room_invites WHERE room_id = $1 AND user_id = $2"
@@ -402,6 +421,13 @@ async def invite(database: Queryable, room_id: int, by: int, user_id: int) -> No
         if ban is not None:
             raise Banned(room_id, user_id, ban.until)
         await tx.execute(_INSERT_INVITE, room_id, user_id, by, _now())
+
+
+async def invitations(database: Queryable, user_id: int) -> list[Invitation]:
+    """The invitations of ``user_id`` not used yet, oldest first (one query): how someone
+    invited to a private room finds it."""
+    rows = await database.fetch(_INVITATIONS, user_id)
+    return [Invitation(Room.from_row(row), row["invited_by"], row["invited_at"]) for row in rows]
 
 
 async def join(database: Queryable, room_id: int, user_id: int) -> Member:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from trunkline.chat.connection import CLOSE_IDLE, Connection
+from trunkline.chat.connection import CLOSE_IDLE, CLOSE_REVOKED, Connection
 from trunkline.chat.pushes import RoomPush
 from trunkline.chat.tree import ChatLimits, ChatTree
 
@@ -95,6 +95,18 @@ async def _idle_sweep(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def close_device_sockets(app: web.Application, user_id: int, device_id: int) -> int:
+    """Close the app's sockets authenticated as ``device_id`` of ``user_id`` with
+    :data:`~trunkline.chat.connection.CLOSE_REVOKED`: its token was revoked, so what it
+    opened ends at once rather than at its next frame. How many were closed."""
+    closed = 0
+    for connection in app.get(CONNECTIONS, ()):
+        if connection.user_id == user_id and connection.device_id == device_id:
+            connection.transport.close(CLOSE_REVOKED, "logged out")
+            closed += 1
+    return closed
 
 
 def chat_socket_hook(tree: ChatTree) -> WebHook:
