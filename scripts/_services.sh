@@ -20,3 +20,26 @@ start_postgres() {
 }
 
 start_postgres || [ "${CI:-}" != "true" ] || exit 1
+
+# The browser tests (tests/browser) drive Debian's Chromium through playwright, which cannot
+# download a browser of its own here.
+install_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return 0
+    fi
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "installing Chromium" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq chromium >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 \
+                 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+            || true
+    fi
+    if [ -x /usr/bin/chromium ]; then
+        return 0
+    fi
+    echo "Chromium is not installed at /usr/bin/chromium" >&2
+    return 1
+}
+
+install_chromium || [ "${CI:-}" != "true" ] || exit 1

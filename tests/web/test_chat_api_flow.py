@@ -84,6 +84,7 @@ ROUTES = {
     ("post", "/api/v1/rooms", "201", "rooms"),
     ("get", "/api/v1/rooms", "200", "rooms"),
     ("get", "/api/v1/rooms/public", "200", "rooms"),
+    ("get", "/api/v1/invites", "200", "rooms"),
     ("get", "/api/v1/rooms/{room_id}", "200", "rooms"),
     ("post", "/api/v1/rooms/{room_id}/join", "200", "rooms"),
     ("post", "/api/v1/rooms/{room_id}/leave", "200", "rooms"),

@@ -7,7 +7,8 @@
   exception a JSON 500 with the request id);
 - the routes of the :class:`~trunkline.web.openapi.Api` (``app[API]``): ``GET /healthz``,
   ``GET /metrics``, what the context's ``web_hooks`` declare, ``GET /openapi.json`` and
-  ``GET /docs``;
+  ``GET /docs``; and the browser chat client, ``GET /`` and ``GET /client/...``
+  (:mod:`trunkline.web.client`);
 - on startup the Prometheus reporter (``app[METRICS]``) attaches to telemetry; on shutdown
   open WebSockets are closed with 1012; on cleanup the reporter detaches.
 """
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from trunkline import otp
 
+from .client import add_client_routes
 from .errors import error_middleware, request_id_of
 from .health import add_health_route
 from .metrics import METRICS, REQUEST_EVENT, add_metrics_route, make_reporter
@@ -91,6 +93,7 @@ def make_app(context: NodeContext) -> web.Application:
     for hook in context.web_hooks:
         hook(app, context)
     api.add_routes(app)
+    add_client_routes(app)
     return app
 
 

@@ -33,6 +33,8 @@ from .chat_models import (
     DeviceOut,
     DirectRequest,
     HistoryQuery,
+    InviteList,
+    InviteOut,
     LeaveOut,
     MemberList,
     MemberOut,
@@ -61,7 +63,7 @@ from .chat_models import (
     UserOut,
     UserRequest,
 )
-from .chat_socket import CHAT
+from .chat_socket import CHAT, close_device_sockets
 from .openapi import API
 
 if TYPE_CHECKING:
@@ -152,13 +154,15 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         "DELETE",
         API_PREFIX + "sessions/current",
         summary="Log out: revoke this request's token",
+        description="Its chat sockets still open are closed with code 4001.",
         tags=["accounts"],
         status=204,
         responses=_errors(401),
     )
     async def log_out(request: web.Request) -> None:
-        await authenticated(request, context)
+        user, device = await authenticated(request, context)
         await chat.logout(database(), bearer_token(request))
+        close_device_sockets(request.app, user.id, device.id)
 
     @api.route(
         "GET",
@@ -189,13 +193,16 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         "DELETE",
         API_PREFIX + r"devices/{device_id:\d+}",
         summary="Revoke one of one's devices",
+        description="Its chat sockets still open are closed with code 4001.",
         tags=["accounts"],
         status=204,
         responses=_errors(401, 404),
     )
     async def revoke_device(request: web.Request) -> None:
         user = await user_of(request)
-        await chat.revoke_device(database(), user.id, _path_id(request, "device_id"))
+        device_id = _path_id(request, "device_id")
+        await chat.revoke_device(database(), user.id, device_id)
+        close_device_sockets(request.app, user.id, device_id)
 
     # -- rooms -----------------------------------------------------------------------------------
 
@@ -329,6 +336,30 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         user = await user_of(request)
         invitee = await _user_id(database(), body.user)
         await chat.invite(database(), _path_id(request, "room_id"), user.id, invitee)
+
+    @api.route(
+        "GET",
+        API_PREFIX + "invites",
+        summary="One's invitations not used yet",
+        description="Oldest first. Joining the room (`POST /rooms/{id}/join`) uses one.",
+        tags=["rooms"],
+        response=InviteList,
+        responses=_errors(401),
+    )
+    async def my_invites(request: web.Request) -> InviteList:
+        user = await user_of(request)
+        found = await chat.invitations(database(), user.id)
+        briefs = await _briefs(database(), (i.invited_by for i in found if i.invited_by))
+        return InviteList(
+            invites=[
+                InviteOut(
+                    room=RoomOut.from_room(i.room),
+                    invited_by=briefs.get(i.invited_by) if i.invited_by else None,
+                    invited_at=i.invited_at,
+                )
+                for i in found
+            ]
+        )
 
     @api.route(
         "GET",

@@ -37,6 +37,8 @@ __all__ = [
     "DeviceOut",
     "DirectRequest",
     "HistoryQuery",
+    "InviteList",
+    "InviteOut",
     "LeaveOut",
     "MeOut",
     "MemberList",
@@ -339,6 +341,21 @@ class PublicRoomList(BaseModel):
 
     rooms: list[RoomOut]
     next_after: int | None
+
+
+class InviteOut(BaseModel):
+    """An invitation of the asking user to a room (``POST /rooms/{id}/join`` uses it);
+    ``invited_by`` is null once that account is gone."""
+
+    room: RoomOut
+    invited_by: UserBrief | None
+    invited_at: datetime
+
+
+class InviteList(BaseModel):
+    """The asking user's invitations not used yet, oldest first."""
+
+    invites: list[InviteOut]
 
 
 class UserRequest(BaseModel):
