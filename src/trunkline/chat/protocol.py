@@ -223,7 +223,11 @@ def parse_request(text: str) -> Request:
 
 def encode(frame: dict[str, Any]) -> str:
     """A frame's text: compact JSON, not ASCII-escaped."""
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    return _encode(frame)
+
+
+# One encoder for every frame: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def encode_reply(request_id: RequestId, **fields: Any) -> str:
