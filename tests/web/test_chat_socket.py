@@ -486,3 +486,26 @@ async def test_a_device_logged_out_or_revoked_loses_its_open_sockets_at_once(
         again = await server.client()
         error = await again.request("auth", token=logins[1].token)
         assert error["error"]["code"] == "unauthenticated"
+
+
+async def test_an_invitation_or_a_direct_room_is_pushed_to_the_user_at_once(
+    backend: str, tmp_path: Path
+) -> None:
+    async with serving(backend, tmp_path) as server:
+        (ada, ada_token), (_, bob_token) = await server.user(), await server.user()
+        room = await a_room(server, ada)
+        bob_socket, bob_elsewhere = await server.client(bob_token), await server.client(bob_token)
+        unauthenticated = await server.client()
+        headers = {"Authorization": f"Bearer {ada_token}"}
+        response = await server.http.post(
+            f"/api/v1/rooms/{room}/invites", json={"user": "user1"}, headers=headers
+        )
+        assert response.status == 204, await response.text()
+        for socket in (bob_socket, bob_elsewhere):
+            assert await socket.frame() == {"type": "rooms", "reason": "invited", "room": room}
+        response = await server.http.post("/api/v1/direct", json={"user": "user1"}, headers=headers)
+        direct = (await response.json())["id"]
+        assert await bob_socket.frame() == {"type": "rooms", "reason": "direct", "room": direct}
+        # Nothing went to a socket that has not authenticated.
+        assert (await unauthenticated.request("ping"))["pong"] is True
+        assert unauthenticated.pushes == []

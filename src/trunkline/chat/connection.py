@@ -105,7 +105,7 @@ log = logging.getLogger("trunkline.chat")
 
 CLOSE_IDLE = 1001
 """The close code of a connection that sent nothing for ``idle_timeout_s`` (going away)."""
-CLOSE_REVOKED = 4001
+CLOSE_REVOKED = 4401
 """The close code of a connection whose device was logged out or revoked: log in again."""
 
 _IDLE = "idle_check"
@@ -247,6 +247,12 @@ class Connection:
         """The client is gone: record its device as last seen now."""
         if self.device_id is None:
             return
+        assert self.user_id is not None
+        transports = self.tree.sockets.get(self.user_id)
+        if transports is not None and self.transport in transports:
+            transports.remove(self.transport)
+            if not transports:
+                del self.tree.sockets[self.user_id]
         try:
             await seen(self.tree.require_database(), self.device_id)
         except Exception:
@@ -346,6 +352,7 @@ class Connection:
             ) from None
         self.user_id, self.device_id = user.id, device.id
         track_user(self.tree, self.pid, user.id, device.id)
+        self.tree.sockets.setdefault(user.id, []).append(self.transport)
         self.transport.send(
             encode_reply(request.id, user={"id": user.id, "username": user.username})
         )

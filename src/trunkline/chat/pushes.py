@@ -24,20 +24,28 @@ each :class:`~trunkline.otp.PresenceDiff` with :func:`dispatch`, which encodes i
 A member removed from a room (kicked, banned, gone) is sent a :class:`MemberRemoved` on the
 room's topic: the dispatcher removes that user's lanes at once - each writes a ``removed``
 push and nothing more, and tells its connection, which unsubscribes at its next frame.
+
+Pushes to a *user* rather than a room - "your rooms changed", in-app notifications - go by
+:func:`push_to_user`: the tree keeps the transports of each user's authenticated connections
+(``tree.sockets``), so such a push is one write per socket, with no subscription kept per
+connection for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trunkline import otp
 
 from .presence import encode_diff
 from .protocol import encode
 
-__all__ = ["Lane", "MemberRemoved", "RoomPush", "Transport", "dispatch"]
+if TYPE_CHECKING:
+    from .tree import ChatTree
+
+__all__ = ["Lane", "MemberRemoved", "RoomPush", "Transport", "dispatch", "push_to_user"]
 
 
 class Transport(Protocol):
@@ -181,3 +189,14 @@ def dispatch(
             otp.send(pid, message)
         elif removed and lane.user_id == message.user_id:
             lane.remove(message.reason)
+
+
+def push_to_user(tree: ChatTree, user_id: int, frame: dict[str, Any]) -> int:
+    """Write the push ``frame`` (a JSON object with a ``"type"``) to every socket of
+    ``user_id`` on this node that has authenticated; how many got it. Sockets on other nodes
+    do not, yet: a client that must not miss the news also reads it over HTTP."""
+    transports = tree.sockets.get(user_id)
+    if not transports:
+        return 0
+    text = encode(frame)
+    return sum(transport.send(text) for transport in transports)

@@ -17,7 +17,9 @@ Beside the processes the tree holds what they share, none of it a process:
   per user and per room: "is this user connected" is one dictionary lookup, the seam of
   the notification events too;
 - ``message_writer``: the :class:`~trunkline.chat.message_writer.MessageWriter` that stores
-  the room processes' messages in batches.
+  the room processes' messages in batches;
+- ``sockets``: the transports of the authenticated connections on this node, by user, for
+  pushes to a user rather than a room (:func:`~trunkline.chat.pushes.push_to_user`).
 
 Making one starts nothing: put :meth:`ChatTree.child_spec` in a supervisor, or call
 :meth:`ChatTree.start_link`. Room and connection processes are ``temporary``: a room process
@@ -36,7 +38,7 @@ from trunkline import db, otp
 from .accounts import TOKEN_TTL_S
 from .message_writer import MessageWriter
 from .presence import USERS_TOPIC
-from .pushes import dispatch
+from .pushes import Transport, dispatch
 
 if TYPE_CHECKING:
     from .offline import OfflineHook
@@ -140,6 +142,7 @@ class ChatTree:
     offline_hooks: list[OfflineHook] = field(default_factory=list)
     connection_supervisor: otp.Pid | None = None
     message_writer: MessageWriter = field(default_factory=MessageWriter)
+    sockets: dict[int, list[Transport]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.presence is None:

@@ -24,6 +24,7 @@ from aiohttp import web
 from trunkline import chat, db, otp
 from trunkline.chat.accounts import get_user_by_name, get_users
 from trunkline.chat.presence import UserPresence, users_presence
+from trunkline.chat.pushes import push_to_user
 from trunkline.chat.room_server import member_removed
 
 from .chat_auth import API_PREFIX, ChatApiError, authenticated, bearer_token, chat_error_middleware
@@ -72,6 +73,14 @@ if TYPE_CHECKING:
 __all__ = ["add_chat_api"]
 
 _ROOM = API_PREFIX + r"rooms/{room_id:\d+}"
+
+
+def _rooms_changed(request: web.Request, user_id: int, reason: str, room_id: int) -> None:
+    """Tell ``user_id``'s open sockets that their rooms changed (a ``rooms`` push), so that a
+    client refreshes its list at once rather than at its next poll."""
+    tree = request.app.get(CHAT)
+    if tree is not None:
+        push_to_user(tree, user_id, {"type": "rooms", "reason": reason, "room": room_id})
 
 
 def _errors(*statuses: int, body: bool = False) -> dict[int, type[ChatErrorBody]]:
@@ -154,7 +163,7 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         "DELETE",
         API_PREFIX + "sessions/current",
         summary="Log out: revoke this request's token",
-        description="Its chat sockets still open are closed with code 4001.",
+        description="Its chat sockets still open are closed with code 4401.",
         tags=["accounts"],
         status=204,
         responses=_errors(401),
@@ -193,7 +202,7 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
         "DELETE",
         API_PREFIX + r"devices/{device_id:\d+}",
         summary="Revoke one of one's devices",
-        description="Its chat sockets still open are closed with code 4001.",
+        description="Its chat sockets still open are closed with code 4401.",
         tags=["accounts"],
         status=204,
         responses=_errors(401, 404),
@@ -335,7 +344,9 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
     async def invite(request: web.Request, body: UserRequest) -> None:
         user = await user_of(request)
         invitee = await _user_id(database(), body.user)
-        await chat.invite(database(), _path_id(request, "room_id"), user.id, invitee)
+        room_id = _path_id(request, "room_id")
+        await chat.invite(database(), room_id, user.id, invitee)
+        _rooms_changed(request, invitee, "invited", room_id)
 
     @api.route(
         "GET",
@@ -413,7 +424,9 @@ def add_chat_api(app: web.Application, context: NodeContext) -> None:
                 field="user",
                 reason="same_user",
             )
-        return RoomOut.from_room(await chat.open_direct(database(), user.id, other))
+        room = await chat.open_direct(database(), user.id, other)
+        _rooms_changed(request, other, "direct", room.id)
+        return RoomOut.from_room(room)
 
     # -- moderation ------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import * as notifications from "./notifications.js";
 import { toast, announce } from "./notifications.js";
 
 const PAGE_SIZE = 50;
-const POLL_VISIBLE_MS = 5_000;
+const POLL_VISIBLE_MS = 15_000; // a fallback: "rooms" pushes say when the list changed
 const POLL_HIDDEN_MS = 60_000;
 const TYPING_SHOWN_MS = 5_000;
 const TYPING_EVERY_MS = 2_500;
@@ -301,6 +301,11 @@ async function loadOlder() {
 // -- pushes -----------------------------------------------------------------------------------------
 
 function push(frame) {
+  if (frame.type === "rooms") {
+    // Invited, or someone opened a direct conversation: the room list changed.
+    refresh();
+    return;
+  }
   const room = store.rooms.get(frame.room);
   if (!room) return;
   switch (frame.type) {

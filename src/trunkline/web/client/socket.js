@@ -174,6 +174,12 @@ export class ChatSocket {
     this.clearTimers();
     this.failPending("disconnected");
     if (this.state === "stopped") return;
+    if (event.code === 4401) {
+      // The server closed it because this device was logged out or revoked.
+      this.stop();
+      this.handlers.onUnauthenticated(new SocketError("unauthenticated", "this device was logged out", false));
+      return;
+    }
     if (navigator.onLine === false) {
       this.setState("offline");
       // The browser may be wrong about being offline: try now and then all the same.
