@@ -17,7 +17,7 @@ from trunkline import chat, otp
 from trunkline.chat import connection as connection_module
 from trunkline.chat import room_server
 from trunkline.chat.connection import MemoryTransport, handle_frame
-from trunkline.chat.pushes import Lane, MemberRemoved, RoomPush, dispatch
+from trunkline.chat.pushes import Lane, MemberRemoved, RoomPush, UserSockets, dispatch
 from trunkline.chat.tree import ChatTree, room_topic
 
 
@@ -212,3 +212,23 @@ async def test_a_failed_replay_leaves_the_room_unjoined_and_a_join_again_works(
         assert json.loads(bob_transport.frames[-1])["ok"] is True
         await room_server.send(tree, room.id, ada, "hello", "c1")
         assert [f["message"]["body"] for f in pushed(bob_transport)] == ["hello"]
+
+
+def test_user_sockets_hold_one_transport_bare_and_more_in_a_list() -> None:
+    sockets = UserSockets()
+    first, second, third = MemoryTransport(), MemoryTransport(), MemoryTransport()
+    assert sockets.of(7) == []
+    sockets.add(7, first)
+    assert sockets.of(7) == [first]
+    sockets.add(7, second)
+    sockets.add(7, third)
+    assert sockets.of(7) == [first, second, third]
+    sockets.remove(7, second)
+    sockets.remove(7, second)  # twice: nothing more happens
+    assert sockets.of(7) == [first, third]
+    sockets.remove(7, first)
+    assert sockets.of(7) == [third]
+    sockets.remove(7, third)
+    assert (sockets.of(7), len(sockets)) == ([], 0)
+    sockets.remove(8, first)  # never added
+    assert len(sockets) == 0

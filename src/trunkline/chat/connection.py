@@ -248,11 +248,7 @@ class Connection:
         if self.device_id is None:
             return
         assert self.user_id is not None
-        transports = self.tree.sockets.get(self.user_id)
-        if transports is not None and self.transport in transports:
-            transports.remove(self.transport)
-            if not transports:
-                del self.tree.sockets[self.user_id]
+        self.tree.sockets.remove(self.user_id, self.transport)
         try:
             await seen(self.tree.require_database(), self.device_id)
         except Exception:
@@ -352,7 +348,7 @@ class Connection:
             ) from None
         self.user_id, self.device_id = user.id, device.id
         track_user(self.tree, self.pid, user.id, device.id)
-        self.tree.sockets.setdefault(user.id, []).append(self.transport)
+        self.tree.sockets.add(user.id, self.transport)
         self.transport.send(
             encode_reply(request.id, user={"id": user.id, "username": user.username})
         )

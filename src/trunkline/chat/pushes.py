@@ -45,7 +45,15 @@ from .protocol import encode
 if TYPE_CHECKING:
     from .tree import ChatTree
 
-__all__ = ["Lane", "MemberRemoved", "RoomPush", "Transport", "dispatch", "push_to_user"]
+__all__ = [
+    "Lane",
+    "MemberRemoved",
+    "RoomPush",
+    "Transport",
+    "UserSockets",
+    "dispatch",
+    "push_to_user",
+]
 
 
 class Transport(Protocol):
@@ -191,11 +199,53 @@ def dispatch(
             lane.remove(message.reason)
 
 
+class UserSockets:
+    """The transports of the authenticated connections on this node, by user: what
+    :func:`push_to_user` writes to. A user with one connection costs one dict entry (no list),
+    as most have one: this is per-connection memory."""
+
+    __slots__ = ("_by_user",)
+
+    def __init__(self) -> None:
+        self._by_user: dict[int, Transport | list[Transport]] = {}
+
+    def add(self, user_id: int, transport: Transport) -> None:
+        held = self._by_user.get(user_id)
+        if held is None:
+            self._by_user[user_id] = transport
+        elif type(held) is list:
+            held.append(transport)
+        else:
+            self._by_user[user_id] = [held, transport]  # type: ignore[list-item]
+
+    def remove(self, user_id: int, transport: Transport) -> None:
+        held = self._by_user.get(user_id)
+        if held is transport:
+            del self._by_user[user_id]
+        elif type(held) is list:
+            # By identity: transports may compare equal (MemoryTransport is a dataclass).
+            kept = [t for t in held if t is not transport]
+            if not kept:
+                del self._by_user[user_id]
+            else:
+                self._by_user[user_id] = kept[0] if len(kept) == 1 else kept
+
+    def of(self, user_id: int) -> list[Transport]:
+        """The user's transports (a new list)."""
+        held = self._by_user.get(user_id)
+        if held is None:
+            return []
+        return list(held) if type(held) is list else [held]  # type: ignore[list-item]
+
+    def __len__(self) -> int:
+        return len(self._by_user)
+
+
 def push_to_user(tree: ChatTree, user_id: int, frame: dict[str, Any]) -> int:
     """Write the push ``frame`` (a JSON object with a ``"type"``) to every socket of
     ``user_id`` on this node that has authenticated; how many got it. Sockets on other nodes
     do not, yet: a client that must not miss the news also reads it over HTTP."""
-    transports = tree.sockets.get(user_id)
+    transports = tree.sockets.of(user_id)
     if not transports:
         return 0
     text = encode(frame)

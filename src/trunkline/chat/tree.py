@@ -38,7 +38,7 @@ from trunkline import db, otp
 from .accounts import TOKEN_TTL_S
 from .message_writer import MessageWriter
 from .presence import USERS_TOPIC
-from .pushes import Transport, dispatch
+from .pushes import UserSockets, dispatch
 
 if TYPE_CHECKING:
     from .offline import OfflineHook
@@ -142,7 +142,7 @@ class ChatTree:
     offline_hooks: list[OfflineHook] = field(default_factory=list)
     connection_supervisor: otp.Pid | None = None
     message_writer: MessageWriter = field(default_factory=MessageWriter)
-    sockets: dict[int, list[Transport]] = field(default_factory=dict)
+    sockets: UserSockets = field(default_factory=UserSockets)
 
     def __post_init__(self) -> None:
         if self.presence is None:
