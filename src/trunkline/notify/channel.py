@@ -61,7 +61,7 @@ class Envelope:
 
     Attributes:
         delivery_id: the delivery's id (idempotency key towards providers that take one, and
-            the ``X-Trunkline-Delivery`` of webhooks).
+            the ``Trunkline-Delivery`` header of webhooks).
         event_id: the event it comes from.
         user_id: the recipient.
         category: the event's category (``"chat.direct_message"``...).

@@ -1,0 +1,125 @@
+"""Delivery records: one row per recipient x channel of an event, and its status history.
+
+A delivery is ``queued`` (its job waits, maybe held until quiet hours end) or
+``suppressed`` (with the reason: ``preference``, ``throttle``, ``no_address``,
+``duplicate``), then ``sent`` or ``delivered`` (the channel said so), ``failed``, and
+``read`` (in-app items the user read). Every change appends to its history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from trunkline import db
+
+__all__ = ["Delivery", "HistoryEntry", "delivery_history", "get_delivery", "list_deliveries"]
+
+_COLUMNS = (
+    "d.id, d.event_id, d.user_id, d.channel, d.address, d.status, d.reason, d.scheduled_at, "
+    "d.job_id, d.provider_id, d.attempts, d.created_at, d.updated_at, e.category"
+)
+_GET = db.Query(
+    "notify.deliveries.get",
+    f"SELECT {_COLUMNS} FROM notify_deliveries AS d "
+    "JOIN notify_events AS e ON e.id = d.event_id WHERE d.id = $1",
+)
+_OF_EVENT = db.Query(
+    "notify.deliveries.of_event",
+    f"SELECT {_COLUMNS} FROM notify_deliveries AS d "
+    "JOIN notify_events AS e ON e.id = d.event_id WHERE d.event_id = $1 ORDER BY d.id",
+)
+_HISTORY = db.Query(
+    "notify.deliveries.history",
+    "SELECT status, at, detail FROM notify_delivery_history WHERE delivery_id = $1 ORDER BY id",
+)
+_ADD_HISTORY = db.Query(
+    "notify.deliveries.add_history",
+    "INSERT INTO notify_delivery_history (delivery_id, status, at, detail) VALUES ($1, $2, $3, $4)",
+)
+_SET_STATUS = db.Query(
+    "notify.deliveries.set_status",
+    "UPDATE notify_deliveries SET status = $2, updated_at = $3 WHERE id = $1",
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery, as stored."""
+
+    id: int
+    event_id: int
+    user_id: int
+    category: str
+    channel: str
+    address: str | None
+    status: str
+    reason: str | None
+    scheduled_at: datetime | None
+    job_id: int | None
+    provider_id: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A status a delivery reached, when, and a detail (an error, a hold)."""
+
+    status: str
+    at: datetime
+    detail: str | None = None
+
+
+async def get_delivery(conn: db.Queryable, delivery_id: int) -> Delivery | None:
+    """The delivery ``delivery_id``, or ``None``."""
+    row = await conn.fetch_one(_GET, delivery_id)
+    return None if row is None else _delivery(row)
+
+
+async def list_deliveries(conn: db.Queryable, event_id: int) -> list[Delivery]:
+    """The deliveries of the event ``event_id``, in the order they were made."""
+    return [_delivery(row) for row in await conn.fetch(_OF_EVENT, event_id)]
+
+
+async def delivery_history(conn: db.Queryable, delivery_id: int) -> list[HistoryEntry]:
+    """The statuses of ``delivery_id``, oldest first."""
+    return [
+        HistoryEntry(row["status"], row["at"], row["detail"])
+        for row in await conn.fetch(_HISTORY, delivery_id)
+    ]
+
+
+async def add_history(
+    conn: db.Queryable, delivery_id: int, status: str, at: datetime, detail: str | None = None
+) -> None:
+    """Append ``status`` to the history of ``delivery_id``."""
+    await conn.execute(_ADD_HISTORY, delivery_id, status, at, detail)
+
+
+async def set_status(
+    conn: db.Queryable, delivery_id: int, status: str, at: datetime, detail: str | None = None
+) -> None:
+    """Set the status of ``delivery_id`` and append it to its history."""
+    await conn.execute(_SET_STATUS, delivery_id, status, at)
+    await add_history(conn, delivery_id, status, at, detail)
+
+
+def _delivery(row: db.Row) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        event_id=row["event_id"],
+        user_id=row["user_id"],
+        category=row["category"],
+        channel=row["channel"],
+        address=row["address"],
+        status=row["status"],
+        reason=row["reason"],
+        scheduled_at=row["scheduled_at"],
+        job_id=row["job_id"],
+        provider_id=row["provider_id"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
