@@ -150,3 +150,24 @@ async def test_a_batch_holds_at_most_max_batch_sends(backend: Backend) -> None:
         )
         assert {m.seq for m in sent} == {1}
         assert await database.fetch_val("SELECT count(*) FROM chat_messages") == count
+
+
+async def test_a_writer_that_fails_leaves_no_caller_waiting(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 2)
+        writer = MessageWriter()
+
+        async def broken(self: MessageWriter, batch: list[object]) -> None:
+            raise RuntimeError("a bug in the writer")
+
+        monkeypatch.setattr(MessageWriter, "_store", broken)
+        results = await asyncio.gather(
+            *(writer.append(database, r, u, "x", "c") for r, u in zip(rooms, owners, strict=True)),
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+        monkeypatch.undo()
+        # The next send starts a writer afresh.
+        assert (await writer.append(database, rooms[0], owners[0], "again", "c2")).seq == 1

@@ -138,16 +138,25 @@ class MessageWriter:
         return message
 
     async def _write(self) -> None:
+        batch: list[_Send] = []
         try:
             while batch := self._take_batch():
                 await self._store(batch)
         except BaseException as error:
-            # A bug, or the loop closing: nobody may be left waiting.
-            for send in self._waiting:
-                if not send.future.done():
+            # A bug, or the loop closing: nobody may be left waiting, in the batch being
+            # written or after it.
+            for send in (*batch, *self._waiting):
+                if send.future.done():
+                    continue
+                if isinstance(error, asyncio.CancelledError):
+                    send.future.cancel()
+                else:
                     send.future.set_exception(error)
             self._waiting = []
-            raise
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            # Its callers have the error; the task is nobody's to await.
+            log.error("the message writer failed", exc_info=True)
         finally:
             self._writing = None
 
