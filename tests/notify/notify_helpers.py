@@ -8,7 +8,9 @@ overrides ``clock`` with :func:`mock_clock`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +29,7 @@ __all__ = [
     "Backend",
     "Recording",
     "RecordingChannel",
+    "eventually",
     "make_config",
     "mock_clock",
     "run_due",
@@ -202,3 +205,30 @@ async def run_due(recording: Recording) -> DrainResult:
     clock = otp.current_node().clock
     await engine_for(recording.database).stage(recording.database, clock.now(), 10_000)
     return await recording.run()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, *, timeout_s: float = 120.0
+) -> None:
+    """Wait until ``check()`` is true, for a running queue: checked again after each
+    statement the database runs, or after a second of virtual time without one.
+
+    Raises:
+        AssertionError: still false after ``timeout_s`` of virtual time.
+    """
+    clock = otp.current_node().clock
+    deadline = clock.monotonic() + timeout_s
+    activity = asyncio.Event()
+
+    def on_statement(*_: object) -> None:
+        activity.set()
+
+    with otp.telemetry.attached(
+        ("notify-eventually", object()), [(*db.QUERY_EVENT, "stop")], on_statement
+    ):
+        while not await check():
+            activity.clear()
+            if clock.monotonic() > deadline:
+                raise AssertionError(f"never happened within {timeout_s}s: {what}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(activity.wait(), 1.0)

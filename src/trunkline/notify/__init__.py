@@ -35,9 +35,10 @@ from .channel import (
     Sent,
     TransientFailure,
 )
-from .config import Category, NotifyConfig, Throttle
+from .config import Category, Digest, Fallback, NotifyConfig, Throttle
 from .deliver import WORKER, DeliverWorker
 from .deliveries import Delivery, HistoryEntry, delivery_history, get_delivery, list_deliveries
+from .digests import DIGEST_EVENT, DIGEST_WORKER, DigestWorker, digest_event
 from .exceptions import (
     InvalidConfig,
     InvalidNotification,
@@ -46,6 +47,7 @@ from .exceptions import (
     TemplateMissing,
     UnknownCategory,
 )
+from .fallback import FALLBACK_EVENT, fallback_event
 from .inbox import (
     InboxChannel,
     InboxItem,
@@ -75,7 +77,10 @@ __all__ = [
     "BUILTIN",
     "COMPONENT",
     "DELIVERY_EVENT",
+    "DIGEST_EVENT",
+    "DIGEST_WORKER",
     "EVENT_RECEIVED",
+    "FALLBACK_EVENT",
     "MIGRATIONS",
     "STATUSES",
     "WEEKDAYS",
@@ -88,8 +93,11 @@ __all__ = [
     "Delivery",
     "DeliveryFailed",
     "DeliveryResult",
+    "Digest",
+    "DigestWorker",
     "Envelope",
     "EventResult",
+    "Fallback",
     "HistoryEntry",
     "InboxChannel",
     "InboxItem",
@@ -115,6 +123,8 @@ __all__ = [
     "archive",
     "delivery_event",
     "delivery_history",
+    "digest_event",
+    "fallback_event",
     "get_address",
     "get_addresses",
     "get_delivery",

@@ -8,6 +8,11 @@ option::
             "chat.mention": Category({"inapp": True, "email": True}),
             "billing.receipt": Category({"email": True}),
             "marketing.news": Category({"email": False}),      # used, but off unless chosen
+            "chat.direct_message": Category(
+                {"inapp": True, "email": True},
+                fallback=Fallback("email", after_s=600),        # email if unread after 10 min
+            ),
+            "chat.room_message": Category({"inapp": True}, digest=Digest(window_s=300)),
         },
         throttle=Throttle(window_s=3600, threshold=20),
         unsubscribe_secret="...", unsubscribe_url="https://example.com/notify/unsubscribe",
@@ -24,18 +29,65 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .exceptions import InvalidConfig
 
-__all__ = ["Category", "NotifyConfig", "Throttle", "check_time_zone"]
+__all__ = ["Category", "Digest", "Fallback", "NotifyConfig", "Throttle", "check_time_zone"]
 
 _NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _seconds(owner: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidConfig(f"{owner} must be a number of seconds > 0, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Gather a category's events into one summary per user x channel every ``window_s``
+    seconds (see "Digests" in ``docs/notify.md``).
+
+    Attributes:
+        window_s: how long a digest collects, from its first event.
+        key: ``None``: one digest per user x category; else the name of a payload field:
+            one per user x category x value of that field (events lacking it share one).
+    """
+
+    window_s: float
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        _seconds("Digest.window_s", self.window_s)
+        if self.key is not None and (not isinstance(self.key, str) or not _FIELD.match(self.key)):
+            raise InvalidConfig(
+                f"Digest.key must be a payload field name or None, not {self.key!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """In-app first; if the in-app item is not read (or archived) within ``after_s``
+    seconds, send by ``channel`` (see "Fallback" in ``docs/notify.md``)."""
+
+    channel: str
+    after_s: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.channel, str) or not _NAME.match(self.channel):
+            raise InvalidConfig(f"Fallback.channel must be a channel name, not {self.channel!r}")
+        if self.channel == "inapp":
+            raise InvalidConfig("Fallback.channel must be another channel than 'inapp'")
+        _seconds("Fallback.after_s", self.after_s)
 
 
 @dataclass(frozen=True)
 class Category:
     """A category of notification: the channels it uses, each on or off by default (for
-    users who chose nothing)."""
+    users who chose nothing), and optionally a :class:`Digest` or a :class:`Fallback`."""
 
     channels: Mapping[str, bool]
+    digest: Digest | None = None
+    fallback: Fallback | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.channels, Mapping) or not self.channels:
@@ -50,6 +102,27 @@ class Category:
                     f"Category.channels[{name!r}] must be True or False, not {default!r}"
                 )
         object.__setattr__(self, "channels", dict(self.channels))
+        if self.digest is not None and not isinstance(self.digest, Digest):
+            raise InvalidConfig(
+                f"Category.digest must be a Digest(...) or None, not {self.digest!r}"
+            )
+        fallback = self.fallback
+        if fallback is not None:
+            if not isinstance(fallback, Fallback):
+                raise InvalidConfig(
+                    f"Category.fallback must be a Fallback(...) or None, not {fallback!r}"
+                )
+            names = list(self.channels)
+            if (
+                "inapp" not in names
+                or fallback.channel not in names
+                or names.index("inapp") > names.index(fallback.channel)
+            ):
+                raise InvalidConfig(
+                    f"Category.fallback: the category must use 'inapp', then {fallback.channel!r}"
+                )
+            if self.digest is not None:
+                raise InvalidConfig("Category: a digest and a fallback cannot be combined")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ records what came of it:
 - it raises ``PermanentFailure``: ``failed``, and the job is discarded, no retry;
 - it raises ``AddressGone``: the same, and the address (or push subscription) is removed.
 
+A fallback delivery (``after_delivery_id``) whose in-app delivery was read or archived
+meanwhile is ``suppressed`` (reason ``read``) instead of sent. A digest's summary delivery
+renders the ``<category>/digest`` templates with the events the digest sealed.
+
 A delivery no longer ``queued`` (sent by an earlier run of the job that crashed before it
 completed, say) is not sent again. Between the send and its record a crash may still send
 twice: the envelope's ``delivery_id`` is there for providers that deduplicate.
@@ -33,8 +37,11 @@ from .addresses import (
 )
 from .channel import AddressGone, Envelope, PermanentFailure, Sent, TransientFailure
 from .deliveries import add_history, set_status
+from .digests import digest_events, emit_digest
+from .fallback import emit_fallback, seen, suppress_read
 from .preferences import get_user_settings
 from .telemetry import emit_delivery
+from .templates import digest_templates
 from .unsubscribe import EMAIL, unsubscribe_url
 
 if TYPE_CHECKING:
@@ -47,9 +54,10 @@ WORKER = "notify.deliver"
 
 _LOAD = db.Query(
     "notify.deliver.load",
-    "SELECT d.id, d.event_id, d.user_id, d.channel, d.address, d.status, e.category, "
-    "e.actor_id, e.payload, e.created_at FROM notify_deliveries AS d "
-    "JOIN notify_events AS e ON e.id = d.event_id WHERE d.id = $1",
+    "SELECT d.id, d.event_id, d.user_id, d.channel, d.address, d.status, d.after_delivery_id, "
+    "e.category, e.actor_id, e.payload, e.created_at, g.id AS digest_id, g.event_ids "
+    "FROM notify_deliveries AS d JOIN notify_events AS e ON e.id = d.event_id "
+    "LEFT JOIN notify_digests AS g ON g.summary_event_id = d.event_id WHERE d.id = $1",
 )
 _ATTEMPT = db.Query(
     "notify.deliver.attempt",
@@ -94,6 +102,12 @@ async def _deliver(
         "category": row["category"],
         "channel": row["channel"],
     }
+    after = row["after_delivery_id"]
+    if after is not None:
+        how = await seen(database, after)
+        if how is not None:
+            await suppress_read(database, meta, after, how)
+            return None
     channel = notifier.channels.get(row["channel"])
     if channel is None:
         return await _fail(database, meta, f"no channel named {row['channel']!r} on this node")
@@ -133,10 +147,15 @@ async def _deliver(
         "category": row["category"],
         "payload": context["payload"],
     }
+    templates = row["category"]
+    if row["digest_id"] is not None:
+        templates = digest_templates(row["category"])
+        context["events"] = await digest_events(database, json.loads(row["event_ids"]))
+        context["count"] = len(context["events"])
     settings = await get_user_settings(database, row["user_id"])
     try:
         message = notifier.templates.render(
-            row["category"],
+            templates,
             row["channel"],
             settings.locale or notifier.config.default_locale,
             context,
@@ -175,6 +194,10 @@ async def _deliver(
     if breaker is not None:
         breaker.record_success()
     await _record_sent(database, meta, sent)
+    if row["digest_id"] is not None:
+        emit_digest("sent", {"events": context["count"]}, **meta, digest_id=row["digest_id"])
+    if after is not None:
+        emit_fallback("sent", **meta, after_delivery_id=after)
     return None
 
 

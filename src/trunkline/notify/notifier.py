@@ -9,12 +9,18 @@ transaction:
 3. the address (the in-app inbox needs none; web push: one delivery per subscription):
    ``suppressed`` (``no_address``);
 4. the throttle: a user who already got ``threshold`` events within ``window_s``:
-   ``suppressed`` (``throttle``), unless critical;
+   ``suppressed`` (``throttle``), unless critical (a digest's summary counts as one event,
+   the events it gathered do not);
 5. quiet hours in the user's zone, unless critical: the delivery is *held*: ``queued``,
    reason ``quiet_hours``, its job scheduled when they end;
 
 then stores a ``queued`` delivery and enqueues its ``notify.deliver`` job in the same
 transaction (see ``deliver.py``). Every decision is a delivery row with its history.
+
+Two kinds of category change the last step: one with a digest stores its deliveries
+``digested`` into the user's open digest instead (unless the event is critical; see
+``digests.py``), and one with a fallback holds its fallback channel's delivery until the
+in-app one has had time to be read (see ``fallback.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from .channel import Channel
 from .config import NotifyConfig, check_time_zone
 from .deliver import DeliverWorker
 from .deliveries import add_history
+from .digests import DigestWorker, digest_key, emit_digest, gather, store_digested
 from .exceptions import InvalidConfig, InvalidNotification, UnknownCategory
+from .fallback import set_after
 from .inbox import InboxChannel
 from .preferences import get_preferences, get_user_settings, preference_allows
 from .results import DeliveryResult, EventResult
@@ -74,7 +82,8 @@ _SET_JOB = db.Query(
 _RECENT_EVENTS = db.Query(
     "notify.throttle.count",
     "SELECT count(DISTINCT event_id) FROM notify_deliveries "
-    "WHERE user_id = $1 AND created_at > $2 AND status <> 'suppressed'",
+    # A digest counts once, by its summary's deliveries: not by the events it gathered.
+    "WHERE user_id = $1 AND created_at > $2 AND status NOT IN ('suppressed', 'digested')",
 )
 
 
@@ -98,8 +107,9 @@ class Notifier:
         config: the :class:`~trunkline.notify.NotifyConfig`.
         channels: a :class:`~trunkline.notify.Channel` for every channel the categories use
             (by ``name``); the in-app inbox is made for you if not given.
-        registry: the ``jobs.WorkerRegistry`` the delivery worker is registered in (it can
-            be registered later: ``registry.register(notifier.worker)``).
+        registry: the ``jobs.WorkerRegistry`` the delivery worker and the digest worker
+            are registered in (they can be registered later:
+            ``registry.register(notifier.worker)``, ``notifier.digest_worker``).
         breakers: a circuit breaker per channel name, asked before each send.
         queue: the queue of the delivery jobs (``"notify"``).
         max_attempts: attempts of a delivery job before it is given up (``failed``).
@@ -149,10 +159,12 @@ class Notifier:
         self.templates = Templates(config)
         try:
             self.worker = DeliverWorker(self, queue=queue, max_attempts=max_attempts)
+            self.digest_worker = DigestWorker(self, queue=queue, max_attempts=max_attempts)
         except jobs.InvalidJob as error:
             raise InvalidConfig(str(error)) from None
         if registry is not None:
             registry.register(self.worker)
+            registry.register(self.digest_worker)
 
     def __repr__(self) -> str:
         categories = sorted(self.config.categories)
@@ -194,15 +206,13 @@ class Notifier:
         self._check(category, actor, critical, send_at, idempotency_key)
         users = _recipients(recipients)
         payload_text = _payload(payload)
+        opened: list[dict[str, Any]] = []
+        args = (category, users, actor, payload_text, idempotency_key, critical, send_at, opened)
         if tx is not None:
-            result = await self._send(
-                tx, category, users, actor, payload_text, idempotency_key, critical, send_at
-            )
+            result = await self._send(tx, *args)
         else:
             async with self.database.transaction() as own:
-                result = await self._send(
-                    own, category, users, actor, payload_text, idempotency_key, critical, send_at
-                )
+                result = await self._send(own, *args)
         if otp.telemetry.has_handlers(EVENT_RECEIVED):
             otp.telemetry.execute(
                 EVENT_RECEIVED,
@@ -225,6 +235,8 @@ class Notifier:
                     channel=delivery.channel,
                     reason=delivery.reason,
                 )
+        for digest in opened:
+            emit_digest("opened", {"count": 1}, **digest)
         return result
 
     def _check(
@@ -259,6 +271,7 @@ class Notifier:
         key: str | None,
         critical: bool,
         send_at: datetime | None,
+        opened: list[dict[str, Any]],
     ) -> EventResult:
         now = otp.current_node().clock.now()
         if key is not None:
@@ -271,13 +284,17 @@ class Notifier:
             await tx.fetch_val(_INSERT_EVENT, category, actor, payload, key, critical, send_at, now)
         )
         due = max(now, send_at.astimezone(UTC)) if send_at is not None else now
+        digest = self.config.categories[category].digest
+        gathered_by: str | None = None  # the digest key, when the event is gathered
+        if digest is not None and not critical:
+            gathered_by = digest_key(category, digest, json.loads(payload))
         deliveries: list[DeliveryResult] = []
         seen: set[int] = set()
         for user_id in users:
             duplicate = user_id in seen
             seen.add(user_id)
             deliveries += await self._for_user(
-                tx, event_id, category, user_id, critical, due, now, duplicate
+                tx, event_id, category, user_id, critical, due, now, duplicate, gathered_by, opened
             )
         result = EventResult(event_id, category, tuple(deliveries))
         await tx.execute(_SET_RESULT, event_id, json.dumps(result.to_json()))
@@ -295,8 +312,13 @@ class Notifier:
         due: datetime,
         now: datetime,
         duplicate: bool,
+        key: str | None,
+        opened: list[dict[str, Any]],
     ) -> list[DeliveryResult]:
         spec = self.config.categories[category]
+        fallback = spec.fallback
+        digest_id: int | None = None
+        inapp_id: int | None = None  # the in-app delivery a fallback waits on
         chosen = await get_preferences(tx, user_id)
         addresses = await get_addresses(tx, user_id)
         throttled: bool | None = None
@@ -328,13 +350,89 @@ class Notifier:
                     await self._suppress(tx, event_id, user_id, channel, reason, now, targets)
                 )
                 continue
+            if key is not None:  # a digest: quiet hours apply to its summary, when sealed
+                if digest_id is None:
+                    digest_id = await gather(
+                        tx,
+                        self,
+                        user_id=user_id,
+                        category=category,
+                        key=key,
+                        now=now,
+                        opened=opened,
+                    )
+                for address in targets:
+                    out.append(
+                        await store_digested(
+                            tx,
+                            event_id=event_id,
+                            user_id=user_id,
+                            channel=channel,
+                            address=address,
+                            digest_id=digest_id,
+                            key=key,
+                            now=now,
+                        )
+                    )
+                continue
+            if fallback is not None and channel == fallback.channel and inapp_id is not None:
+                out += await self._fallback(
+                    tx,
+                    event_id,
+                    user_id,
+                    channel,
+                    targets,
+                    # counted from when the in-app item is made (after quiet hours, if held)
+                    (held_until or due) + timedelta(seconds=fallback.after_s),
+                    now,
+                    critical,
+                    inapp_id,
+                    fallback.after_s,
+                )
+                continue
             if not quiet_checked and not critical:
                 held_until = await self._quiet_until(tx, user_id, due)
             quiet_checked = True
             for address in targets:
-                out.append(
-                    await self._queue(tx, event_id, user_id, channel, address, due, held_until, now)
+                queued = await self._queue(
+                    tx, event_id, user_id, channel, address, due, held_until, now
                 )
+                if channel == INAPP:
+                    inapp_id = queued.delivery_id
+                out.append(queued)
+        return out
+
+    async def _fallback(
+        self,
+        tx: db.Transaction,
+        event_id: int,
+        user_id: int,
+        channel: str,
+        targets: list[str | None],
+        later: datetime,
+        now: datetime,
+        critical: bool,
+        inapp_id: int,
+        after_s: float,
+    ) -> list[DeliveryResult]:
+        """Held deliveries on ``channel``, sent at ``later`` if ``inapp_id`` is unread."""
+        held_until = None if critical else await self._quiet_until(tx, user_id, later)
+        detail = f"fallback: sent if in-app delivery {inapp_id} is not read by {later.isoformat()}"
+        out = []
+        for address in targets:
+            queued = await self._queue(
+                tx,
+                event_id,
+                user_id,
+                channel,
+                address,
+                later,
+                held_until,
+                now,
+                hold=("fallback", detail),
+            )
+            await set_after(tx, queued.delivery_id, inapp_id, after_s)
+            out.append(queued)
         return out
 
     async def _suppress(
@@ -374,15 +472,20 @@ class Notifier:
         due: datetime,
         held_until: datetime | None,
         now: datetime,
+        hold: tuple[str, str] | None = None,
     ) -> DeliveryResult:
         at = held_until if held_until is not None else due
-        reason = "quiet_hours" if held_until is not None else None
+        reason, detail = hold if hold is not None else (None, None)
+        if held_until is not None:
+            reason = "quiet_hours"
+            detail = f"held by quiet hours until {at.isoformat()}"
+            if hold is not None:
+                detail = f"{hold[1]}; {detail}"
         delivery_id = int(
             await tx.fetch_val(
                 _INSERT_DELIVERY, event_id, user_id, channel, address, "queued", reason, at, now
             )
         )
-        detail = f"held by quiet hours until {at.isoformat()}" if reason else None
         await add_history(tx, delivery_id, "queued", now, detail)
         job = await jobs.enqueue(
             tx, self.worker, {"delivery_id": delivery_id}, scheduled_at=at if at > now else None

@@ -16,6 +16,11 @@ Python internals through the payload.
 A template renders with ``payload`` (the event's payload), ``event`` (``id``,
 ``category``, ``actor_id``, ``created_at``), ``user_id``, ``locale`` and
 ``unsubscribe_url`` (emails). The user's locale is tried first, then the fallback locale.
+
+A category with a digest also needs its summary's templates, under ``<category>/digest``
+(``chat.mention/digest/email.en.subject``); they render with ``events`` (each with ``id``,
+``actor_id``, ``created_at`` and ``payload``, oldest first) and ``count``; ``payload`` is
+the summary event's (``digest_id``, ``count``). The chat categories have built-in ones.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from .channel import Rendered
 from .config import NotifyConfig
 from .exceptions import InvalidConfig, TemplateMissing
 
-__all__ = ["BUILTIN", "Templates", "parts_of"]
+__all__ = ["BUILTIN", "Templates", "digest_templates", "parts_of"]
 
 _PARTS: Mapping[str, tuple[str, ...]] = {
     "email": ("subject", "text", "html"),
@@ -61,7 +66,47 @@ def _chat_templates(category: str, subject: str, line: str) -> dict[str, str]:
     return out
 
 
+def digest_templates(category: str) -> str:
+    """Where the templates of ``category``'s digests are: ``<category>/digest``."""
+    return f"{category}/digest"
+
+
+def _chat_digest_templates(category: str, subject: str, line: str) -> dict[str, str]:
+    lines = f"{{% for e in events %}}{line}\n{{% endfor %}}"
+    return (
+        _chat_templates(digest_templates(category), subject, "")
+        | {
+            f"{digest_templates(category)}/{channel}.en.text": lines
+            for channel in ("inapp", "webpush", "webhook")
+        }
+        | {
+            f"{digest_templates(category)}/sms.en.text": f"{subject}:\n{lines}",
+            f"{digest_templates(category)}/email.en.text": (
+                f"{lines}\nTo stop these emails: {{{{ unsubscribe_url }}}}\n"
+            ),
+            f"{digest_templates(category)}/email.en.html": (
+                f"<ul>\n{{% for e in events %}}<li>{line}</li>\n{{% endfor %}}</ul>\n"
+                '<p><a href="{{ unsubscribe_url }}">Stop these emails</a></p>\n'
+            ),
+        }
+    )
+
+
+_DIGEST_LINE = (
+    "{{ e.payload.sender_name | default('Someone') }}: {{ e.payload.text | default('') }}"
+)
+
 BUILTIN: Mapping[str, str] = {
+    **_chat_digest_templates(
+        "chat.direct_message",
+        "{{ count }} new message{{ 's' if count != 1 }}",
+        _DIGEST_LINE,
+    ),
+    **_chat_digest_templates(
+        "chat.mention",
+        "You were mentioned {{ count }} time{{ 's' if count != 1 }}",
+        _DIGEST_LINE,
+    ),
     **_chat_templates(
         "chat.direct_message",
         "New message from {{ payload.sender_name | default('someone') }}",
@@ -98,12 +143,19 @@ class Templates:
         )
         self._fallback = config.fallback_locale
         self._known = set(self._env.list_templates())
-        missing = [
-            self.name(category, channel, config.fallback_locale, part)
+        needed = [
+            (name, channel)
             for category, spec in config.categories.items()
+            for name in (
+                [category, digest_templates(category)] if spec.digest is not None else [category]
+            )
             for channel in spec.channels
+        ]
+        missing = [
+            self.name(name, channel, config.fallback_locale, part)
+            for name, channel in needed
             for part in parts_of(channel)
-            if self.name(category, channel, config.fallback_locale, part) not in self._known
+            if self.name(name, channel, config.fallback_locale, part) not in self._known
         ]
         if missing:
             raise TemplateMissing("missing templates: " + ", ".join(missing))
