@@ -5,8 +5,9 @@ The root supervisor's children start in order and fill it in: the database proce
 :attr:`NodeContext.web_port`. Later children (and the HTTP handlers, through the app) read
 them. Components plug in before the node starts: their migrations into
 :attr:`NodeContext.migrations`, their workers into :attr:`NodeContext.workers`, their routes
-into :attr:`NodeContext.web_hooks`. By default the node has the job queue's and the chat
-server's migrations.
+into :attr:`NodeContext.web_hooks`. By default the node has the job queue's, the chat
+server's and the notification system's migrations; the jobs child makes
+:attr:`NodeContext.notifier` before the queue starts.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from trunkline import chat, db
+from trunkline import chat, db, notify
 from trunkline.jobs import COMPONENT, MIGRATIONS, Jobs, WorkerRegistry
+from trunkline.notify import node_secrets
 
 from .settings import Settings
 
@@ -28,7 +30,12 @@ WebHook = Callable[[web.Application, "NodeContext"], None]
 
 
 def _default_migrations() -> dict[str, Sequence[db.Migration]]:
-    return {COMPONENT: MIGRATIONS, chat.COMPONENT: chat.MIGRATIONS}
+    return {
+        COMPONENT: MIGRATIONS,
+        chat.COMPONENT: chat.MIGRATIONS,
+        notify.COMPONENT: notify.MIGRATIONS,
+        node_secrets.COMPONENT: node_secrets.MIGRATIONS,
+    }
 
 
 @dataclass(eq=False)
@@ -46,6 +53,8 @@ class NodeContext:
             unless given.
         database: the open database, once its process has started.
         jobs: the job queue, once its tree has started.
+        notifier: the notification system (``trunkline.notify.Notifier``), made when the job
+            queue starts (``trunkline.server.notify_node``).
         web_port: the port the web server listens on, once it does (the bound one for 0).
     """
 
@@ -57,6 +66,7 @@ class NodeContext:
     login_limiter: chat.LoginLimiter | None = None
     database: db.Database | None = None
     jobs: Jobs | None = None
+    notifier: notify.Notifier | None = None
     web_port: int | None = None
 
     def __post_init__(self) -> None:

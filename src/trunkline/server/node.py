@@ -4,7 +4,8 @@
 
     trunkline (rest_for_one)
     ├── database    DatabaseServer: connects, applies every component's migrations, closes
-    ├── jobs        the job queue's tree (trunkline.jobs.Jobs), on that database
+    ├── jobs        the job queue's tree (trunkline.jobs.Jobs), on that database, with the
+    │               notification system's worker and its ``notify`` queue
     ├── chat        the chat tree (trunkline.chat.ChatTree): room and connection processes
     └── web         WebServer: HTTP and WebSocket (the chat socket at /socket)
 
@@ -30,14 +31,17 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from trunkline import chat, db, otp
+from trunkline import chat, db, notify, otp
 from trunkline.chat.tree import ChatTree
 from trunkline.jobs import Jobs
+from trunkline.notify.chat_events import ChatNotifications
 from trunkline.web.chat_api import add_chat_api
 from trunkline.web.chat_socket import chat_socket_hook
+from trunkline.web.notify_api import add_notify_api
 from trunkline.web.server import SHUTDOWN_MARGIN_S, ListenError, WebServer
 
 from .context import NodeContext
+from .notify_node import public_url, queues_with_notify, start_notifier
 
 __all__ = ["DatabaseServer", "TrunklineNode", "start_chat", "start_jobs"]
 
@@ -81,13 +85,25 @@ class DatabaseServer(otp.GenServer):
             log.info("database closed")
 
 
-async def start_jobs(context: NodeContext) -> otp.Pid:
-    """Start the job queue's tree on the context's database (a child spec's start function)."""
+async def start_jobs(context: NodeContext, tree: ChatTree | None = None) -> otp.Pid:
+    """Start the job queue's tree on the context's database (a child spec's start function).
+
+    With the node's chat ``tree``, the notification system is made first
+    (``context.notifier``, its in-app items pushed to the tree's sockets), and the queue
+    runs its ``notify`` queue.
+    """
     settings = context.settings
+    queues = settings.jobs.queues
+    if tree is not None:
+        try:
+            await start_notifier(context, tree)
+        except (notify.NotifyError, ValueError) as error:  # a channel refusing its settings
+            raise _Failure(f"cannot start notifications: {error}") from None
+        queues = queues_with_notify(context)
     jobs = Jobs(
         context.require_database(),
         registry=context.workers,
-        queues=settings.jobs.queues,
+        queues=queues,
         shutdown_grace_s=settings.shutdown_grace_s,
         metrics_interval_s=settings.jobs.metrics_interval_s,
         migrate=False,  # DatabaseServer applied every component's migrations
@@ -118,17 +134,24 @@ class TrunklineNode(otp.Application):
         self.context = context
         if add_chat_api not in context.web_hooks:
             context.web_hooks.append(add_chat_api)  # the chat HTTP API, under /api/v1/
+        if add_notify_api not in context.web_hooks:
+            context.web_hooks.append(add_notify_api)  # /api/v1/notifications
         chat_settings = context.settings.chat
         self.chat = ChatTree(limits=chat_settings.limits(), token_ttl_s=chat_settings.token_ttl_s)
         context.migrations.setdefault(chat.COMPONENT, chat.MIGRATIONS)
+        context.migrations.setdefault(notify.COMPONENT, notify.MIGRATIONS)
         context.web_hooks.append(chat_socket_hook(self.chat))
+        # DMs and mentions for members with no connected device become notifications.
+        self.chat.offline_hooks.append(
+            ChatNotifications(lambda: context.notifier, lambda: public_url(context))
+        )
 
     def children(self) -> Sequence[otp.ChildSpec]:
         context = self.context
         grace_s = context.settings.shutdown_grace_s
         return [
             otp.child_spec(DatabaseServer, context, id="database"),
-            otp.ChildSpec("jobs", lambda: start_jobs(context), type="supervisor"),
+            otp.ChildSpec("jobs", lambda: start_jobs(context, self.chat), type="supervisor"),
             otp.ChildSpec("chat", lambda: start_chat(context, self.chat), type="supervisor"),
             otp.child_spec(WebServer, context, id="web", shutdown=grace_s + SHUTDOWN_MARGIN_S),
         ]

@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trunkline import db
 from trunkline.chat import ChatLimits
 
+from .notify_settings import NotifySettings
+
 __all__ = [
     "DEFAULT_DATABASE",
     "DEFAULT_HOST",
@@ -36,6 +38,7 @@ __all__ = [
     "ENV_PREFIX",
     "ChatSettings",
     "JobsSettings",
+    "NotifySettings",
     "Settings",
     "SettingsError",
     "env_var",
@@ -136,6 +139,7 @@ class Settings(BaseModel):
         max_body_bytes: the largest request body the HTTP API reads.
         jobs: the job queue (:class:`JobsSettings`).
         chat: the chat service (:class:`ChatSettings`).
+        notify: the notification system (:class:`NotifySettings`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -149,6 +153,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("database")
     @classmethod
@@ -181,6 +186,45 @@ _ENV_SETTINGS = (
     "chat.login_max_failures_per_address",
     "chat.login_window_s",
     *(f"chat.{name}" for name in _LIMITS),
+    "notify.default_locale",
+    "notify.default_time_zone",
+    "notify.unsubscribe_secret",
+    "notify.public_url",
+    "notify.templates",
+    "notify.api_keys",
+    "notify.queue_limit",
+    "notify.max_attempts",
+    "notify.retry_backoff_s",
+    "notify.breaker_failures",
+    "notify.breaker_cooldown_s",
+    "notify.throttle.window_s",
+    "notify.throttle.threshold",
+    *(
+        f"notify.smtp.{name}"
+        for name in ("host", "port", "from_address", "username", "password", "security")
+    ),
+    "notify.smtp.timeout_s",
+    "notify.smtp.validate_certs",
+    "notify.webhook.secret",
+    "notify.webhook.allow",
+    "notify.sms.account_sid",
+    "notify.sms.auth_token",
+    "notify.sms.from_number",
+    "notify.sms.base_url",
+    "notify.webpush.subject",
+    "notify.webpush.vapid_private_key",
+    "notify.webpush.vapid_public_key",
+    "notify.webpush.allow",
+)
+
+# Settings that are lists, read from the environment as comma-separated values.
+_ENV_LISTS = frozenset({"notify.api_keys", "notify.webhook.allow", "notify.webpush.allow"})
+
+# TOML tables whose keys are settings of their own (each overridable alone); other tables
+# (jobs.queues, notify.categories) are one setting.
+_SECTIONS = frozenset(
+    {"jobs", "chat", "notify", "notify.throttle", "notify.smtp", "notify.webhook", "notify.sms"}
+    | {"notify.webpush"}
 )
 
 
@@ -210,11 +254,11 @@ def load_settings(
     sources: dict[str, str] = {}
 
     def put(setting: str, value: Any, source: str) -> None:
-        section, _, key = setting.partition(".")
-        if key:
-            values.setdefault(section, {})[key] = value
-        else:
-            values[section] = value
+        *sections, key = setting.split(".")
+        place = values
+        for section in sections:
+            place = place.setdefault(section, {})
+        place[key] = value
         sources[setting] = source
 
     if config_path is not None:
@@ -223,9 +267,7 @@ def load_settings(
     for setting in _ENV_SETTINGS:
         name = env_var(setting)
         if env is not None and name in env:
-            raw = env[name]
-            value = _parse_queues(raw, name) if setting == "jobs.queues" else raw
-            put(setting, value, f"environment variable {name}")
+            put(setting, _env_value(setting, env[name], name), f"environment variable {name}")
     for setting, value in (cli or {}).items():
         if value is not None:
             put(setting, value, f"option --{setting.replace('_', '-')}")
@@ -244,13 +286,25 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config file {path} is not valid TOML: {error}") from None
     flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in ("jobs", "chat") and isinstance(value, dict):
-            for sub, item in value.items():
-                flat[f"{key}.{sub}"] = item
-        else:
-            flat[key] = value
+
+    def flatten(prefix: str, table: dict[str, Any]) -> None:
+        for key, value in table.items():
+            setting = f"{prefix}{key}"
+            if setting in _SECTIONS and isinstance(value, dict):
+                flatten(f"{setting}.", value)
+            else:
+                flat[setting] = value
+
+    flatten("", data)
     return flat
+
+
+def _env_value(setting: str, raw: str, name: str) -> Any:
+    if setting == "jobs.queues":
+        return _parse_queues(raw, name)
+    if setting in _ENV_LISTS:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
 
 
 def _parse_queues(raw: str, name: str) -> dict[str, Any]:
@@ -271,18 +325,24 @@ def _describe(error: ValidationError, sources: Mapping[str, str]) -> str:
     first = error.errors()[0]
     location = [str(part) for part in first["loc"]]
     setting = ".".join(location)
-    # The source of a nested value is that of its setting (jobs.queues for jobs.queues.mail).
-    source = next(
-        (
-            sources[".".join(location[:n])]
-            for n in range(len(location), 0, -1)
-            if ".".join(location[:n]) in sources
-        ),
-        "default",
-    )
+    source = _source_of(location, sources)
     if first["type"] == "extra_forbidden":
         return f"unknown setting {setting} (from {source})"
     message = first["msg"].removeprefix("Value error, ")
     if "input" in first and first["type"] != "missing":
         return f"invalid setting {setting} = {first['input']!r} (from {source}): {message}"
     return f"invalid setting {setting} (from {source}): {message}"
+
+
+def _source_of(location: list[str], sources: Mapping[str, str]) -> str:
+    """The source of a nested value is that of its setting (jobs.queues for
+    jobs.queues.mail); a section's own error (notify.smtp lacking a key) has the source of
+    one of the section's keys."""
+    for n in range(len(location), 0, -1):
+        prefix = ".".join(location[:n])
+        if prefix in sources:
+            return sources[prefix]
+        inside = [where for name, where in sources.items() if name.startswith(prefix + ".")]
+        if inside:
+            return inside[0]
+    return "default"
