@@ -5,6 +5,7 @@
     trunkline jobs enqueue mail.send_welcome --args '{"to": "ada@example.com"}'
     trunkline jobs stats
     trunkline jobs pause mail
+    trunkline notify deliveries --user 7 --status failed
     trunkline serve --port 4000
 
 Each group is a module of this package holding a typer app (``jobs.py``: ``trunkline jobs
@@ -17,6 +18,7 @@ from __future__ import annotations
 import typer
 
 from .jobs import app as jobs_app
+from .notify import app as notify_app
 from .serve import serve
 
 __all__ = ["app", "main"]
@@ -37,6 +39,7 @@ def root() -> None:
 
 
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(notify_app, name="notify")
 app.command("serve")(serve)
 
 

@@ -20,23 +20,31 @@ import json
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from trunkline import db, jobs, otp
+from trunkline import db, jobs
+
+from .common import (
+    DEFAULT_DATABASE,
+    Database,
+    Json,
+    fail,
+    print_json,
+    run_on_database,
+    shorten,
+    stdout_console,
+    time_text,
+)
 
 __all__ = ["DEFAULT_DATABASE", "app"]
 
 T = TypeVar("T")
-
-DEFAULT_DATABASE = "sqlite:///./trunkline.db"
-"""The database of every command when neither ``--database`` nor ``$TRUNKLINE_DATABASE``
-names one."""
 
 LEFT_TO_RUN: tuple[jobs.State, ...] = ("available", "executing", "retryable")
 """What ``watch`` counts as left to run; scheduled jobs (due later) are not."""
@@ -50,21 +58,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Database = Annotated[
-    str,
-    typer.Option(
-        "--database",
-        "-d",
-        envvar="TRUNKLINE_DATABASE",
-        help="Database URL: sqlite:///path or postgresql://user@host/db.",
-    ),
-]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
 
 def _check_id(job_id: int) -> int:
     if not 1 <= job_id <= _MAX_ID:
-        _fail(f"a job id is an integer from 1 to {_MAX_ID}, not {job_id}", 2)
+        fail(f"a job id is an integer from 1 to {_MAX_ID}, not {job_id}", 2)
     return job_id
 
 
@@ -115,10 +112,10 @@ def enqueue(
     if tags:
         options["tags"] = tags
     if in_s is not None and at is not None:
-        _fail("give --in or --at, not both", 2)
+        fail("give --in or --at, not both", 2)
     if in_s is not None:
         if not math.isfinite(in_s) or in_s < 0:
-            _fail(f"--in must be seconds >= 0, not {in_s}", 2)
+            fail(f"--in must be seconds >= 0, not {in_s}", 2)
         options["in_s"] = in_s
     if at is not None:
         options["scheduled_at"] = _parse_time(at)
@@ -128,10 +125,10 @@ def enqueue(
 
     job = _run(database, run)
     if as_json:
-        _print_json(job.to_dict())
+        print_json(job.to_dict())
     else:
-        when = "" if job.state == "available" else f", due {_time(job.scheduled_at)}"
-        _console().print(
+        when = "" if job.state == "available" else f", due {time_text(job.scheduled_at)}"
+        stdout_console().print(
             f"Enqueued job {job.id} ({job.worker}) in queue {job.queue!r}: {job.state}{when}"
         )
 
@@ -154,16 +151,16 @@ def list_(
     Example: trunkline jobs list --state discarded --queue mail
     """
     if state is not None and state not in jobs.STATES:
-        _fail(f"--state must be one of {', '.join(jobs.STATES)}, not {state!r}", 2)
+        fail(f"--state must be one of {', '.join(jobs.STATES)}, not {state!r}", 2)
     if not 1 <= limit <= 10_000:
-        _fail(f"--limit must be 1 or more, and at most 10000, not {limit}", 2)
+        fail(f"--limit must be 1 or more, and at most 10000, not {limit}", 2)
 
     async def run(conn: db.Database) -> list[jobs.Job]:
         return await jobs.list_jobs(conn, state=state, queue=queue, worker=worker, limit=limit)
 
     found = _run(database, run)
     if as_json:
-        _print_json([job.to_dict() for job in found])
+        print_json([job.to_dict() for job in found])
         return
     table = Table("id", "state", "queue", "worker", "attempt", "priority", "scheduled", "args")
     for job in found:
@@ -174,10 +171,10 @@ def list_(
             job.worker,
             f"{job.attempt}/{job.max_attempts}",
             str(job.priority),
-            _time(job.scheduled_at),
-            _short(json.dumps(job.args)),
+            time_text(job.scheduled_at),
+            shorten(json.dumps(job.args)),
         )
-    _console().print(table if found else "No jobs.")
+    stdout_console().print(table if found else "No jobs.")
 
 
 @app.command()
@@ -188,24 +185,24 @@ def inspect(job_id: JobId, database: Database = DEFAULT_DATABASE, as_json: Json 
     """
     job = _run(database, lambda conn: jobs.get_job(conn, job_id))
     if job is None:
-        _fail(f"no job {job_id}", 1)
+        fail(f"no job {job_id}", 1)
     if as_json:
-        _print_json(job.to_dict())
+        print_json(job.to_dict())
         return
     table = Table(show_header=False, box=None)
     for name, value in job.to_dict().items():
         if name != "errors":
             table.add_row(name, value if isinstance(value, str) else json.dumps(value))
-    _console().print(table)
+    stdout_console().print(table)
     for error in job.errors:
-        _console().rule(
+        stdout_console().rule(
             f"attempt {error.get('attempt')} failed at {error.get('at')} on {error.get('node')}"
         )
-        _console().print(
+        stdout_console().print(
             f"{error.get('type')}: {error.get('message')}", markup=False, highlight=False
         )
         if error.get("traceback"):
-            _console().print(error["traceback"], markup=False, highlight=False)
+            stdout_console().print(error["traceback"], markup=False, highlight=False)
 
 
 @app.command()
@@ -216,13 +213,13 @@ def retry(job_id: JobId, database: Database = DEFAULT_DATABASE, as_json: Json = 
     """
     job = _run(database, lambda conn: jobs.retry_job(conn, job_id))
     if job is None:
-        _fail(f"no job {job_id}", 1)
+        fail(f"no job {job_id}", 1)
     if as_json:
-        _print_json(job.to_dict())
+        print_json(job.to_dict())
     elif job.state == "executing":
-        _console().print(f"Job {job_id} is executing: nothing to retry.")
+        stdout_console().print(f"Job {job_id} is executing: nothing to retry.")
     else:
-        _console().print(f"Job {job_id} is {job.state}.")
+        stdout_console().print(f"Job {job_id} is {job.state}.")
 
 
 @app.command()
@@ -233,13 +230,13 @@ def cancel(job_id: JobId, database: Database = DEFAULT_DATABASE, as_json: Json =
     """
     job = _run(database, lambda conn: jobs.cancel_job(conn, job_id))
     if job is None:
-        _fail(f"no job {job_id}", 1)
+        fail(f"no job {job_id}", 1)
     if as_json:
-        _print_json(job.to_dict())
+        print_json(job.to_dict())
     elif job.state == "cancelled":
-        _console().print(f"Job {job_id} is cancelled.")
+        stdout_console().print(f"Job {job_id} is cancelled.")
     else:
-        _console().print(f"Job {job_id} had ended ({job.state}): nothing to cancel.")
+        stdout_console().print(f"Job {job_id} had ended ({job.state}): nothing to cancel.")
 
 
 @app.command()
@@ -282,9 +279,9 @@ def stats(database: Database = DEFAULT_DATABASE, as_json: Json = False) -> None:
     """
     snapshot = _run(database, _snapshot)
     if as_json:
-        _print_json(snapshot.to_json())
+        print_json(snapshot.to_json())
     else:
-        _console().print(snapshot.table())
+        stdout_console().print(snapshot.table())
 
 
 @app.command()
@@ -312,7 +309,7 @@ def watch(
     Example: trunkline jobs watch --queue mail --until-drained
     """
     if not math.isfinite(interval_s) or interval_s <= 0:
-        _fail(f"--interval must be seconds > 0, not {interval_s}", 2)
+        fail(f"--interval must be seconds > 0, not {interval_s}", 2)
     only = set(queue) if queue else None
 
     async def run(conn: db.Database) -> None:
@@ -320,12 +317,12 @@ def watch(
         if as_json:
             now = start
             while True:
-                _print_json(now.to_json(since=start))
+                print_json(now.to_json(since=start))
                 if until_drained and now.left_to_run() == 0:
                     return
                 await asyncio.sleep(interval_s)
                 now = await _snapshot(conn, only)
-        with Live(start.view(start), console=_console(), auto_refresh=False) as live:
+        with Live(start.view(start), console=stdout_console(), auto_refresh=False) as live:
             now = start
             while not (until_drained and now.left_to_run() == 0):
                 await asyncio.sleep(interval_s)
@@ -429,7 +426,7 @@ async def _snapshot(conn: db.Database, only: set[str] | None = None) -> Snapshot
 
 def _settings(settings: jobs.QueueSettings, as_json: bool) -> None:
     if as_json:
-        _print_json(
+        print_json(
             {
                 "queue": settings.queue,
                 "paused": settings.paused,
@@ -441,7 +438,7 @@ def _settings(settings: jobs.QueueSettings, as_json: bool) -> None:
         )
         return
     limit = "each node's own" if settings.limit is None else str(settings.limit)
-    _console().print(
+    stdout_console().print(
         f"Queue {settings.queue!r} on every node: {'paused' if settings.paused else 'running'}, "
         f"limit {limit}."
     )
@@ -450,68 +447,27 @@ def _settings(settings: jobs.QueueSettings, as_json: bool) -> None:
 # -- plumbing -----------------------------------------------------------------------------------
 
 
-def _console() -> Console:
-    """Where tables go: stdout as it is now (a test may have replaced it), wide enough for
-    the stats table when it is not a terminal (a pipe, a file), where rich assumes 80."""
-    # No markup: what is printed is job data (arguments, errors, names), never rich's.
-    console = Console(highlight=False, markup=False)
-    if not console.is_terminal:
-        console.width = 160
-    return console
-
-
 def _run(url: str, action: Callable[[db.Database], Awaitable[T]]) -> T:
-    """Run ``action`` on the migrated database at ``url``, on a node of its own; turn the
-    errors people cause into one line and an exit code."""
-    try:
-        with asyncio.Runner(loop_factory=otp.new_event_loop) as runner:
-            return runner.run(_on_database(url, action))
-    except (db.InvalidURL, jobs.InvalidJob, ValueError, OverflowError) as error:
-        _fail(str(error), 2)
-    except (db.DatabaseError, jobs.JobsError) as error:
-        _fail(str(error), 1)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-async def _on_database(url: str, action: Callable[[db.Database], Awaitable[T]]) -> T:
-    database = await db.connect(url)
-    try:
-        await database.migrate({jobs.COMPONENT: jobs.MIGRATIONS})
-        return await action(database)
-    finally:
-        await database.close()
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    """One line on stderr, then exit with ``code``."""
-    line = " ".join(message.split())
-    typer.echo(f"Error: {line}", err=True)
-    raise typer.Exit(code)
+    """Run ``action`` on the database at ``url``, with the job queue's migrations applied."""
+    return run_on_database(
+        url,
+        {jobs.COMPONENT: jobs.MIGRATIONS},
+        action,
+        invalid=(jobs.InvalidJob,),
+        failed=(jobs.JobsError,),
+    )
 
 
 def _json_option(option: str, text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as error:
-        _fail(f"{option} is not JSON: {error}", 2)
+        fail(f"{option} is not JSON: {error}", 2)
 
 
 def _parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        _fail(f"--at must be an ISO-8601 time such as 2027-01-01T09:00:00+00:00, not {text!r}", 2)
+        fail(f"--at must be an ISO-8601 time such as 2027-01-01T09:00:00+00:00, not {text!r}", 2)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data))
-
-
-def _time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _short(text: str, width: int = 40) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
