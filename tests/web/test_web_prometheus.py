@@ -11,6 +11,7 @@ from prometheus_client.samples import Sample
 from web_helpers import node_client
 
 from trunkline import otp
+from trunkline.notify.telemetry import emit_delivery
 from trunkline.otp.metrics import counter, distribution, last_value, sum, summary
 from trunkline.web import PrometheusReporter
 
@@ -117,3 +118,27 @@ async def test_metrics_count_requests_by_method_route_and_status(tmp_path: Path)
     assert value(s, "trunkline_vm_processes") is not None
     assert (value(s, "trunkline_vm_tasks") or 0) >= 1
     assert value(s, "process_resident_memory_bytes") is not None
+
+
+async def test_notification_deliveries_are_counted_by_channel_and_suppressions_by_why(
+    tmp_path: Path,
+) -> None:
+    async with node_client(tmp_path) as (_, client):
+        for status, channel, reason in [
+            ("queued", "email", None),
+            ("sent", "email", None),
+            ("sent", "email", None),
+            ("failed", "webhook", "a 400"),
+            ("suppressed", "email", "preference"),
+            ("suppressed", "sms", "no_address"),
+        ]:
+            emit_delivery(
+                status, delivery_id=1, category="chat.mention", channel=channel, reason=reason
+            )
+        s = samples(await (await client.get("/metrics")).text())
+    assert value(s, "trunkline_notify_deliveries_sent_total", channel="email") == 2
+    assert value(s, "trunkline_notify_deliveries_queued_total", channel="email") == 1
+    assert value(s, "trunkline_notify_deliveries_failed_total", channel="webhook") == 1
+    suppressed = "trunkline_notify_deliveries_suppressed_total"
+    assert value(s, suppressed, channel="sms", category="chat.mention", reason="no_address") == 1
+    assert value(s, suppressed, channel="email", category="chat.mention", reason="preference") == 1

@@ -2,7 +2,8 @@
 
 :func:`default_metrics` are the definitions every node reports (documented, with their
 Prometheus names, in ``docs/server.md``): HTTP requests (from the span every request runs in,
-:data:`REQUEST_EVENT`), jobs (``trunkline.jobs``' job and queue events) and the runtime's own
+:data:`REQUEST_EVENT`), jobs (``trunkline.jobs``' job and queue events), notification
+deliveries (``trunkline.notify``'s delivery events) and the runtime's own
 figures (:data:`VM_EVENT`, measured from ``trunkline.otp``'s introspection on each scrape). The
 registry also holds prometheus-client's process and garbage-collector collectors.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "DURATION_BUCKETS_S",
     "JOB_QUEUE_STATES",
     "METRICS",
+    "NOTIFY_DELIVERY_STATUSES",
     "REQUEST_EVENT",
     "VM_EVENT",
     "add_metrics_route",
@@ -46,6 +48,9 @@ DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 
 JOB_QUEUE_STATES = ("available", "scheduled", "executing", "retryable", "running", "limit")
 """The measurements of the jobs' queue event reported as gauges, per queue."""
+
+NOTIFY_DELIVERY_STATUSES = ("queued", "sent", "delivered", "failed", "retrying", "suppressed")
+"""The notification delivery events counted, per channel (``suppressed`` also by reason)."""
 
 METRICS: web.AppKey[PrometheusReporter] = web.AppKey("trunkline.web.metrics")
 
@@ -107,6 +112,16 @@ def default_metrics() -> list[Metric]:
             reporter_options={"prometheus_name": f"trunkline_jobs_queue_{state}"},
         )
         for state in JOB_QUEUE_STATES
+    ]
+    metrics += [
+        counter(
+            f"trunkline.notify.delivery.{status}.count",
+            tags=["channel", "category", "reason"] if status == "suppressed" else ["channel"],
+            description=f"Notification deliveries {status}"
+            + (" (by why)" if status == "suppressed" else ""),
+            reporter_options={"prometheus_name": f"trunkline_notify_deliveries_{status}"},
+        )
+        for status in NOTIFY_DELIVERY_STATUSES
     ]
     metrics += [
         last_value(
