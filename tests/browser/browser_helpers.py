@@ -75,11 +75,13 @@ def free_port() -> int:
 
 
 class Server:
-    """``trunkline serve`` on 127.0.0.1 with a SQLite file in ``folder``; :meth:`stop` and
-    :meth:`start` again keep the port and the file."""
+    """``trunkline serve`` on 127.0.0.1 with a SQLite file in ``folder`` and the settings of
+    ``env`` (``TRUNKLINE_*`` variables); :meth:`stop` and :meth:`start` again keep the port
+    and the file."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
         self.folder = folder
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
@@ -102,7 +104,11 @@ class Server:
                 "json",
             ],
             cwd=self.folder,
-            env={**os.environ, "TRUNKLINE_DATABASE": f"sqlite:///{self.folder / 'chat.db'}"},
+            env={
+                **os.environ,
+                "TRUNKLINE_DATABASE": f"sqlite:///{self.folder / 'chat.db'}",
+                **self.env,
+            },
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -36,8 +36,14 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, browser: Browser) -> Iterator[Server]:
-    running = Server(tmp_path)
+def server_env() -> dict[str, str]:
+    """Settings of the server (``TRUNKLINE_*`` variables): a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
+def server(tmp_path: Path, browser: Browser, server_env: dict[str, str]) -> Iterator[Server]:
+    running = Server(tmp_path, server_env)
     running.start()
     try:
         yield running

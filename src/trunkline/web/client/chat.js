@@ -21,7 +21,7 @@ import * as timeline from "./timeline.js";
 import * as composer from "./composer.js";
 import * as panels from "./panels.js";
 import * as dialogs from "./dialogs.js";
-import * as notifications from "./notifications.js";
+import * as bell from "./bell.js";
 import { toast, announce } from "./notifications.js";
 
 const PAGE_SIZE = 50;
@@ -88,7 +88,7 @@ export async function startChat(me, ended) {
   composer.init(actions);
   panels.init(actions);
   dialogs.init(actions);
-  notifications.init();
+  bell.init({ openRoom: openRoomOfNotification });
   sidebar.renderAccount();
   outbox = new Outbox(`trunkline.outbox.${me.id}`, {
     send: (item) => socket.request("send", { room: item.roomId, body: item.body, client_msg_id: item.id }),
@@ -126,6 +126,7 @@ function stopChat() {
   window.removeEventListener("hashchange", route);
   document.removeEventListener("visibilitychange", visibilityChanged);
   dialogs.closeAll();
+  bell.reset();
   for (const id of ["room-list", "dm-list", "invite-list", "messages", "member-list", "search-results"]) {
     $(id).keyed = null;
     $(id).replaceChildren();
@@ -214,8 +215,10 @@ async function syncRoom(room) {
   if ((room.joinMode === "live" && room.historyLoaded) || reply.complete === false) syncRoom(room);
 }
 
-/** The socket is (again) authenticated: join every room, then send what waits. */
+/** The socket is (again) authenticated: join every room, then send what waits; read the
+ * notifications again (pushes missed while away are in the inbox). */
 async function socketReady({ reconnected }) {
+  bell.load();
   for (const room of store.rooms.values()) {
     room.joined = false;
     syncRoom(room);
@@ -306,6 +309,10 @@ function push(frame) {
     refresh();
     return;
   }
+  if (frame.type === "notification") {
+    bell.pushed(frame);
+    return;
+  }
   const room = store.rooms.get(frame.room);
   if (!room) return;
   switch (frame.type) {
@@ -388,6 +395,16 @@ function route() {
   const match = /^#\/room\/(\d+)$/.exec(location.hash);
   const id = match ? Number(match[1]) : null;
   openRoom(id && store.rooms.has(id) ? id : null);
+}
+
+/** A notification's room: one may have been added to it since the rooms were fetched. */
+async function openRoomOfNotification(id) {
+  if (!store.rooms.has(id)) await refresh();
+  if (!store.rooms.has(id)) {
+    toast("You are no longer in that room.");
+    return;
+  }
+  location.hash = `#/room/${id}`;
 }
 
 function openRoom(id) {
