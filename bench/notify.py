@@ -8,7 +8,8 @@ PostgreSQL, each figure beside a baseline measured in the same run.
 
 The set-up: a ``Notifier`` with a webhook-only category (``chat.direct_message``) and an
 email-only one (``chat.mention``); a ``jobs.Jobs`` node running the ``notify`` queue (limit
-``--limit``, 100); the real ``WebhookChannel`` (``127.0.0.1`` allow-listed) and
+``--limit``, 100); the real ``WebhookChannel`` (``127.0.0.1`` allow-listed; open, as a
+node keeps it: kept-alive connections) and
 ``EmailChannel`` (plain SMTP); users with their addresses stored beforehand. The receivers
 (``bench/notify_receivers.py``: aiohttp and aiosmtpd) run in a process of their own and
 record when each message arrives.
@@ -22,7 +23,7 @@ record when each message arrives.
 - **The delivery side alone** (webhook): the same events all sent while the queue is paused,
   then timed from its resumption until the last arrives: the queue and the channel without
   the senders. Baselines: the bare POSTs, and bare POSTs with a session (a connection) each,
-  as the webhook channel opens them. Printed, and in the JSON line as
+  as a webhook channel that is not open makes them. Printed, and in the JSON line as
   ``webhook_queued_deliveries_per_s``.
 - **Latency p50/p99** (webhook): events sent at half the maximum rate just measured, paced,
   for ``latency_s``; per delivery, from the call to ``send`` until the receiver has it.
@@ -204,7 +205,8 @@ async def running_node(
     node = jobs.Jobs(database, registry=registry, queues={"notify": limit}, migrate=False)
     supervisor = await node.start()
     try:
-        yield notifier, node
+        async with webhook:  # kept-alive connections, as a node keeps them
+            yield notifier, node
     finally:
         await otp.stop(supervisor, "shutdown")
 

@@ -8,7 +8,8 @@ import json
 import time
 
 import pytest
-from channel_servers import Receiver, delivery, free_port, webhook_receiver
+from aiohttp import web
+from channel_servers import Receiver, delivery, free_port, serve, webhook_receiver
 
 from trunkline.notify import Channel, PermanentFailure, Rendered, Sent, TransientFailure
 from trunkline.notify.channels import (
@@ -242,3 +243,28 @@ def test_a_malformed_header_does_not_verify(header: str) -> None:
 def test_settings_are_checked(overrides: dict[str, object], option: str) -> None:
     with pytest.raises(ValueError, match=option):
         WebhookSettings(**{"secret": SECRET, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.mark.real_clock
+async def test_an_open_channel_keeps_its_connection_and_still_refuses_internal_addresses() -> None:
+    ports: list[int] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    async with serve(app) as base:
+        async with local() as channel:
+            for _ in range(3):
+                await channel.send(delivery(f"{base}/hook"), MESSAGE)
+            with pytest.raises(PermanentFailure):
+                await channel.send(delivery("http://10.1.2.3/hook"), MESSAGE)
+        assert len(ports) == 3
+        assert len(set(ports)) == 1  # one kept-alive connection
+        # Closed, the channel opens a connection per request again.
+        closed = local()
+        for _ in range(2):
+            await closed.send(delivery(f"{base}/hook"), MESSAGE)
+    assert len(set(ports[3:])) == 2

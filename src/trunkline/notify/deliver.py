@@ -19,11 +19,19 @@ renders the ``<category>/digest`` templates with the events the digest sealed.
 A delivery no longer ``queued`` (sent by an earlier run of the job that crashed before it
 completed, say) is not sent again. Between the send and its record a crash may still send
 twice: the envelope's ``delivery_id`` is there for providers that deduplicate.
+
+The job takes two statements: one counts the attempt of a ``queued`` delivery and reads what
+the send needs (the delivery, its event, its digest, the user's locale), one records the
+outcome with its history (on SQLite, two in a transaction). A job that ends without calling
+the channel (an open breaker, a fallback already read, a failure before the send) takes its
+count back.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from trunkline import db, jobs, otp
@@ -35,37 +43,74 @@ from .addresses import (
     remove_address,
     remove_push_subscription,
 )
-from .channel import AddressGone, Envelope, PermanentFailure, Sent, TransientFailure
-from .deliveries import add_history, set_status
+from .channel import (
+    AddressGone,
+    Channel,
+    Envelope,
+    PermanentFailure,
+    Rendered,
+    Sent,
+    TransientFailure,
+)
+from .deliveries import add_history, is_postgresql, set_status
 from .digests import digest_events, emit_digest
 from .fallback import emit_fallback, seen, suppress_read
-from .preferences import get_user_settings
 from .telemetry import emit_delivery
 from .templates import digest_templates
 from .unsubscribe import EMAIL, unsubscribe_url
 
 if TYPE_CHECKING:
-    from .notifier import Notifier
+    from .notifier import Breaker, Notifier
 
 __all__ = ["WORKER", "DeliverWorker"]
 
 WORKER = "notify.deliver"
 """The name of the delivery worker."""
 
-_LOAD = db.Query(
-    "notify.deliver.load",
-    "SELECT d.id, d.event_id, d.user_id, d.channel, d.address, d.status, d.after_delivery_id, "
-    "e.category, e.actor_id, e.payload, e.created_at, g.id AS digest_id, g.event_ids "
-    "FROM notify_deliveries AS d JOIN notify_events AS e ON e.id = d.event_id "
-    "LEFT JOIN notify_digests AS g ON g.summary_event_id = d.event_id WHERE d.id = $1",
+_EXISTS = db.Query("notify.deliver.exists", "SELECT 1 FROM notify_deliveries WHERE id = $1")
+_TAKE = db.Query(
+    "notify.deliver.take",
+    # Counts the attempt of a queued delivery and reads what its send needs, in one statement.
+    postgresql="WITH d AS (UPDATE notify_deliveries SET attempts = attempts + 1, updated_at = $2 "
+    "WHERE id = $1 AND status = 'queued' "
+    "RETURNING id, event_id, user_id, channel, address, status, after_delivery_id) "
+    "SELECT d.*, e.category, e.actor_id, e.payload, e.created_at, g.id AS digest_id, "
+    "g.event_ids, s.locale FROM d JOIN notify_events AS e ON e.id = d.event_id "
+    "LEFT JOIN notify_digests AS g ON g.summary_event_id = d.event_id "
+    "LEFT JOIN notify_user_settings AS s ON s.user_id = d.user_id",
+    # SQLite has no UPDATE in a WITH, but subqueries in RETURNING (which lose the column
+    # types: created_at comes back as text).
+    sqlite="UPDATE notify_deliveries SET attempts = attempts + 1, updated_at = $2 "
+    "WHERE id = $1 AND status = 'queued' "
+    "RETURNING id, event_id, user_id, channel, address, status, after_delivery_id, "
+    + ", ".join(
+        f"(SELECT {column} FROM {table} WHERE {key} = notify_deliveries.{ref}) AS {name}"
+        for column, table, key, ref, name in (
+            ("category", "notify_events", "id", "event_id", "category"),
+            ("actor_id", "notify_events", "id", "event_id", "actor_id"),
+            ("payload", "notify_events", "id", "event_id", "payload"),
+            ("created_at", "notify_events", "id", "event_id", "created_at"),
+            ("id", "notify_digests", "summary_event_id", "event_id", "digest_id"),
+            ("event_ids", "notify_digests", "summary_event_id", "event_id", "event_ids"),
+            ("locale", "notify_user_settings", "user_id", "user_id", "locale"),
+        )
+    ),
 )
-_ATTEMPT = db.Query(
-    "notify.deliver.attempt",
-    "UPDATE notify_deliveries SET attempts = attempts + 1, updated_at = $2 WHERE id = $1",
+_UNCOUNT = db.Query(
+    "notify.deliver.uncount",
+    "UPDATE notify_deliveries SET attempts = attempts - 1 WHERE id = $1",
 )
 _SENT = db.Query(
     "notify.deliver.sent",
     "UPDATE notify_deliveries SET status = $2, provider_id = $3, updated_at = $4 WHERE id = $1",
+)
+_SENT_WITH_HISTORY = db.Query(
+    "notify.deliver.sent",
+    # PostgreSQL only: the outcome and its history entry in one round trip.
+    "WITH d AS (UPDATE notify_deliveries SET status = $2, provider_id = $3, updated_at = $4 "
+    "WHERE id = $1 RETURNING id) "
+    "INSERT INTO notify_delivery_history (delivery_id, status, at, detail) "
+    "SELECT id, $2, $4, NULL FROM d",
 )
 
 
@@ -90,11 +135,58 @@ async def _deliver(
     notifier: Notifier, job: jobs.Job, delivery_id: int
 ) -> jobs.Snooze | jobs.Discard | None:
     database = notifier.database
-    row = await database.fetch_one(_LOAD, delivery_id)
+    clock = otp.current_node().clock
+    # Counted as an attempt from here (only a queued delivery is taken).
+    row = await database.fetch_one(_TAKE, delivery_id, clock.now())
     if row is None:
-        return jobs.Discard(f"delivery {delivery_id} does not exist")
-    if row["status"] != "queued":
-        return None  # done already: not sent twice
+        if await database.fetch_one(_EXISTS, delivery_id) is None:
+            return jobs.Discard(f"delivery {delivery_id} does not exist")
+        return None  # no longer queued: done already, not sent twice
+    ready = await _prepare(notifier, delivery_id, row)
+    if not isinstance(ready, _Ready):  # the channel was not called: not an attempt
+        await database.execute(_UNCOUNT, delivery_id)
+        return ready
+    meta, channel, breaker = ready.meta, ready.channel, ready.breaker
+    after = row["after_delivery_id"]
+    try:
+        sent = await channel.send(ready.envelope, ready.message)
+    except AddressGone as error:
+        if breaker is not None:
+            breaker.record_success()  # the provider answered: it is up
+        if row["channel"] == WEBPUSH:
+            await remove_push_subscription(database, row["address"])
+        else:
+            await remove_address(database, row["user_id"], row["channel"], row["address"])
+        return await _fail(database, meta, f"address gone: {error.message}")
+    except PermanentFailure as error:
+        if breaker is not None:
+            breaker.record_success()  # the provider answered: it is up, the message is bad
+        return await _fail(database, meta, error.message)
+    except Exception as error:
+        if breaker is not None and isinstance(error, TransientFailure):
+            breaker.record_failure()
+        detail = f"attempt {job.attempt} of {job.max_attempts}: {error}"
+        if job.attempt >= job.max_attempts:
+            await _fail(database, meta, detail)
+        else:
+            await add_history(database, delivery_id, "failed", clock.now(), f"{detail}; retrying")
+            emit_delivery("retrying", **meta, reason=str(error))
+        raise
+    if breaker is not None:
+        breaker.record_success()
+    await _record_sent(database, meta, sent)
+    if row["digest_id"] is not None:
+        emit_digest("sent", {"events": ready.count}, **meta, digest_id=row["digest_id"])
+    if after is not None:
+        emit_fallback("sent", **meta, after_delivery_id=after)
+    return None
+
+
+async def _prepare(
+    notifier: Notifier, delivery_id: int, row: db.Row
+) -> _Ready | jobs.Snooze | jobs.Discard | None:
+    """Everything before the send: checks, address, rendering; or how the job ends."""
+    database = notifier.database
     meta = {
         "delivery_id": delivery_id,
         "event_id": row["event_id"],
@@ -131,7 +223,7 @@ async def _deliver(
             "id": row["event_id"],
             "category": row["category"],
             "actor_id": row["actor_id"],
-            "created_at": row["created_at"].isoformat(),
+            "created_at": _timestamp(row["created_at"]).isoformat(),
         },
         "user_id": row["user_id"],
         "unsubscribe_url": None,
@@ -152,12 +244,11 @@ async def _deliver(
         templates = digest_templates(row["category"])
         context["events"] = await digest_events(database, json.loads(row["event_ids"]))
         context["count"] = len(context["events"])
-    settings = await get_user_settings(database, row["user_id"])
     try:
         message = notifier.templates.render(
             templates,
             row["channel"],
-            settings.locale or notifier.config.default_locale,
+            row["locale"] or notifier.config.default_locale,
             context,
         )
     except Exception as error:  # a template's own failure: it would fail the same again
@@ -165,48 +256,38 @@ async def _deliver(
     envelope = Envelope(
         delivery_id, row["event_id"], row["user_id"], row["category"], address, headers
     )
-    clock = otp.current_node().clock
-    await database.execute(_ATTEMPT, delivery_id, clock.now())
-    try:
-        sent = await channel.send(envelope, message)
-    except AddressGone as error:
-        if breaker is not None:
-            breaker.record_success()  # the provider answered: it is up
-        if row["channel"] == WEBPUSH:
-            await remove_push_subscription(database, row["address"])
-        else:
-            await remove_address(database, row["user_id"], row["channel"], row["address"])
-        return await _fail(database, meta, f"address gone: {error.message}")
-    except PermanentFailure as error:
-        if breaker is not None:
-            breaker.record_success()  # the provider answered: it is up, the message is bad
-        return await _fail(database, meta, error.message)
-    except Exception as error:
-        if breaker is not None and isinstance(error, TransientFailure):
-            breaker.record_failure()
-        detail = f"attempt {job.attempt} of {job.max_attempts}: {error}"
-        if job.attempt >= job.max_attempts:
-            await _fail(database, meta, detail)
-        else:
-            await add_history(database, delivery_id, "failed", clock.now(), f"{detail}; retrying")
-            emit_delivery("retrying", **meta, reason=str(error))
-        raise
-    if breaker is not None:
-        breaker.record_success()
-    await _record_sent(database, meta, sent)
-    if row["digest_id"] is not None:
-        emit_digest("sent", {"events": context["count"]}, **meta, digest_id=row["digest_id"])
-    if after is not None:
-        emit_fallback("sent", **meta, after_delivery_id=after)
-    return None
+    return _Ready(meta, channel, breaker, envelope, message, context.get("count", 0))
+
+
+def _timestamp(value: datetime | str) -> datetime:
+    """A timestamp read back as text (SQLite, through a subquery): stored in UTC."""
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A delivery ready to be sent."""
+
+    meta: dict[str, Any]
+    channel: Channel
+    breaker: Breaker | None
+    envelope: Envelope
+    message: Rendered
+    count: int  # a digest's events
 
 
 async def _record_sent(database: db.Database, meta: dict[str, Any], sent: Sent) -> None:
     status = "delivered" if sent.delivered else "sent"
     now = otp.current_node().clock.now()
-    async with database.transaction() as tx:
-        await tx.execute(_SENT, meta["delivery_id"], status, sent.provider_id, now)
-        await add_history(tx, meta["delivery_id"], status, now, None)
+    args = (meta["delivery_id"], status, sent.provider_id, now)
+    if is_postgresql(database):
+        await database.execute(_SENT_WITH_HISTORY, *args)
+    else:
+        async with database.transaction() as tx:
+            await tx.execute(_SENT, *args)
+            await add_history(tx, meta["delivery_id"], status, now, None)
     emit_delivery(status, **meta, reason=None)
 
 

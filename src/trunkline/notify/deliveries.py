@@ -37,6 +37,21 @@ _ADD_HISTORY = db.Query(
     "notify.deliveries.add_history",
     "INSERT INTO notify_delivery_history (delivery_id, status, at, detail) VALUES ($1, $2, $3, $4)",
 )
+_INSERT = db.Query(
+    "notify.deliveries.insert",
+    "INSERT INTO notify_deliveries (event_id, user_id, channel, address, status, reason, "
+    "scheduled_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) "
+    "RETURNING id",
+)
+_INSERT_WITH_HISTORY = db.Query(
+    "notify.deliveries.insert",
+    # PostgreSQL only: the delivery and its first history entry in one round trip.
+    "WITH d AS (INSERT INTO notify_deliveries (event_id, user_id, channel, address, status, "
+    "reason, scheduled_at, created_at, updated_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id), "
+    "h AS (INSERT INTO notify_delivery_history (delivery_id, status, at, detail) "
+    "SELECT id, $5, $8, $9 FROM d) SELECT id FROM d",
+)
 _SET_STATUS = db.Query(
     "notify.deliveries.set_status",
     "UPDATE notify_deliveries SET status = $2, updated_at = $3 WHERE id = $1",
@@ -96,6 +111,33 @@ async def add_history(
 ) -> None:
     """Append ``status`` to the history of ``delivery_id``."""
     await conn.execute(_ADD_HISTORY, delivery_id, status, at, detail)
+
+
+async def insert_delivery(
+    conn: db.Queryable,
+    event_id: int,
+    user_id: int,
+    channel: str,
+    address: str | None,
+    status: str,
+    reason: str | None,
+    scheduled_at: datetime | None,
+    now: datetime,
+    detail: str | None,
+) -> int:
+    """Store a delivery reaching ``status`` (its first history entry, with ``detail``);
+    its id."""
+    args = (event_id, user_id, channel, address, status, reason, scheduled_at, now)
+    if is_postgresql(conn):
+        return int(await conn.fetch_val(_INSERT_WITH_HISTORY, *args, detail))
+    delivery_id = int(await conn.fetch_val(_INSERT, *args))
+    await add_history(conn, delivery_id, status, now, detail)
+    return delivery_id
+
+
+def is_postgresql(conn: db.Queryable) -> bool:
+    """Whether ``conn`` (a database or a transaction) is on PostgreSQL."""
+    return isinstance(conn, db.Database | db.Transaction) and conn.dialect == "postgresql"
 
 
 async def set_status(

@@ -32,16 +32,22 @@ from typing import Any, Protocol
 
 from trunkline import db, jobs, otp
 
-from .addresses import INAPP, WEBPUSH, get_addresses, list_push_subscriptions
+from .addresses import INAPP, WEBPUSH, list_push_subscriptions
 from .channel import Channel
 from .config import NotifyConfig, check_time_zone
 from .deliver import DeliverWorker
-from .deliveries import add_history
+from .deliveries import insert_delivery
 from .digests import DigestWorker, digest_key, emit_digest, gather, store_digested
 from .exceptions import InvalidConfig, InvalidNotification, UnknownCategory
 from .fallback import set_after
 from .inbox import InboxChannel
-from .preferences import get_preferences, get_user_settings, preference_allows
+from .preferences import (
+    Recipient,
+    UserSettings,
+    get_recipients,
+    get_user_settings,
+    preference_allows,
+)
 from .results import DeliveryResult, EventResult
 from .telemetry import EVENT_RECEIVED, emit_delivery
 from .templates import Templates
@@ -70,12 +76,6 @@ _INSERT_EVENT = db.Query(
     "send_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
 )
 _SET_RESULT = db.Query("notify.events.result", "UPDATE notify_events SET result = $2 WHERE id = $1")
-_INSERT_DELIVERY = db.Query(
-    "notify.deliveries.insert",
-    "INSERT INTO notify_deliveries (event_id, user_id, channel, address, status, reason, "
-    "scheduled_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) "
-    "RETURNING id",
-)
 _SET_JOB = db.Query(
     "notify.deliveries.job", "UPDATE notify_deliveries SET job_id = $2 WHERE id = $1"
 )
@@ -290,15 +290,26 @@ class Notifier:
             gathered_by = digest_key(category, digest, json.loads(payload))
         deliveries: list[DeliveryResult] = []
         seen: set[int] = set()
+        recipients = await get_recipients(tx, users)
         for user_id in users:
             duplicate = user_id in seen
             seen.add(user_id)
             deliveries += await self._for_user(
-                tx, event_id, category, user_id, critical, due, now, duplicate, gathered_by, opened
+                tx,
+                event_id,
+                category,
+                user_id,
+                recipients[user_id],
+                critical,
+                due,
+                now,
+                duplicate,
+                gathered_by,
+                opened,
             )
         result = EventResult(event_id, category, tuple(deliveries))
-        await tx.execute(_SET_RESULT, event_id, json.dumps(result.to_json()))
-        if key is not None:
+        if key is not None:  # what a repeat with the key returns (the only reader)
+            await tx.execute(_SET_RESULT, event_id, json.dumps(result.to_json()))
             await tx.execute(_SET_KEY, key, event_id)
         return result
 
@@ -308,6 +319,7 @@ class Notifier:
         event_id: int,
         category: str,
         user_id: int,
+        recipient: Recipient,
         critical: bool,
         due: datetime,
         now: datetime,
@@ -319,8 +331,8 @@ class Notifier:
         fallback = spec.fallback
         digest_id: int | None = None
         inapp_id: int | None = None  # the in-app delivery a fallback waits on
-        chosen = await get_preferences(tx, user_id)
-        addresses = await get_addresses(tx, user_id)
+        chosen = recipient.preferences
+        addresses = recipient.addresses
         throttled: bool | None = None
         held_until: datetime | None = None
         quiet_checked = False  # quiet hours are looked up once per user, when needed
@@ -380,6 +392,7 @@ class Notifier:
                     tx,
                     event_id,
                     user_id,
+                    recipient.settings,
                     channel,
                     targets,
                     # counted from when the in-app item is made (after quiet hours, if held)
@@ -391,7 +404,7 @@ class Notifier:
                 )
                 continue
             if not quiet_checked and not critical:
-                held_until = await self._quiet_until(tx, user_id, due)
+                held_until = self._quiet_until_of(recipient.settings, due)
             quiet_checked = True
             for address in targets:
                 queued = await self._queue(
@@ -407,6 +420,7 @@ class Notifier:
         tx: db.Transaction,
         event_id: int,
         user_id: int,
+        settings: UserSettings,
         channel: str,
         targets: list[str | None],
         later: datetime,
@@ -416,7 +430,7 @@ class Notifier:
         after_s: float,
     ) -> list[DeliveryResult]:
         """Held deliveries on ``channel``, sent at ``later`` if ``inapp_id`` is unread."""
-        held_until = None if critical else await self._quiet_until(tx, user_id, later)
+        held_until = None if critical else self._quiet_until_of(settings, later)
         detail = f"fallback: sent if in-app delivery {inapp_id} is not read by {later.isoformat()}"
         out = []
         for address in targets:
@@ -446,20 +460,9 @@ class Notifier:
         targets: list[str | None],
     ) -> DeliveryResult:
         address = targets[0] if targets else None
-        delivery_id = int(
-            await tx.fetch_val(
-                _INSERT_DELIVERY,
-                event_id,
-                user_id,
-                channel,
-                address,
-                "suppressed",
-                reason,
-                None,
-                now,
-            )
+        delivery_id = await insert_delivery(
+            tx, event_id, user_id, channel, address, "suppressed", reason, None, now, reason
         )
-        await add_history(tx, delivery_id, "suppressed", now, reason)
         return DeliveryResult(delivery_id, user_id, channel, "suppressed", reason)
 
     async def _queue(
@@ -481,12 +484,9 @@ class Notifier:
             detail = f"held by quiet hours until {at.isoformat()}"
             if hold is not None:
                 detail = f"{hold[1]}; {detail}"
-        delivery_id = int(
-            await tx.fetch_val(
-                _INSERT_DELIVERY, event_id, user_id, channel, address, "queued", reason, at, now
-            )
+        delivery_id = await insert_delivery(
+            tx, event_id, user_id, channel, address, "queued", reason, at, now, detail
         )
-        await add_history(tx, delivery_id, "queued", now, detail)
         job = await jobs.enqueue(
             tx, self.worker, {"delivery_id": delivery_id}, scheduled_at=at if at > now else None
         )
@@ -504,7 +504,9 @@ class Notifier:
     async def _quiet_until(
         self, tx: db.Transaction, user_id: int, due: datetime
     ) -> datetime | None:
-        settings = await get_user_settings(tx, user_id)
+        return self._quiet_until_of(await get_user_settings(tx, user_id), due)
+
+    def _quiet_until_of(self, settings: UserSettings, due: datetime) -> datetime | None:
         if settings.quiet_hours is None:
             return None
         zone = check_time_zone(settings.time_zone or self.config.default_time_zone)

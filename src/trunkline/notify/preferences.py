@@ -22,8 +22,10 @@ from .quiet_hours import QuietHours
 
 __all__ = [
     "ALL_CHANNELS",
+    "Recipient",
     "UserSettings",
     "get_preferences",
+    "get_recipients",
     "get_user_settings",
     "set_preference",
     "set_user_settings",
@@ -52,6 +54,27 @@ _UPSERT_SETTINGS = db.Query(
 _SETTINGS = db.Query(
     "notify.settings.get",
     "SELECT time_zone, locale, quiet_hours FROM notify_user_settings WHERE user_id = $1",
+)
+
+# What ``send`` needs of its recipients, in one statement: their preferences ('p'),
+# addresses ('a') and settings ('s'), one row each, for users given as a JSON array.
+_RECIPIENTS = db.Query(
+    "notify.recipients.get",
+    postgresql="""
+        WITH u AS (SELECT DISTINCT value::bigint AS id FROM json_array_elements_text($1::json))
+        SELECT 'p' AS kind, user_id, category AS a, channel AS b, NULL::text AS c, enabled
+        FROM notify_preferences WHERE user_id IN (SELECT id FROM u)
+        UNION ALL SELECT 'a', user_id, channel, address, NULL, NULL
+        FROM notify_addresses WHERE user_id IN (SELECT id FROM u)
+        UNION ALL SELECT 's', user_id, time_zone, locale, quiet_hours, NULL
+        FROM notify_user_settings WHERE user_id IN (SELECT id FROM u)""",
+    sqlite="""
+        SELECT 'p' AS kind, user_id, category AS a, channel AS b, NULL AS c, enabled
+        FROM notify_preferences WHERE user_id IN (SELECT value FROM json_each($1))
+        UNION ALL SELECT 'a', user_id, channel, address, NULL, NULL
+        FROM notify_addresses WHERE user_id IN (SELECT value FROM json_each($1))
+        UNION ALL SELECT 's', user_id, time_zone, locale, quiet_hours, NULL
+        FROM notify_user_settings WHERE user_id IN (SELECT value FROM json_each($1))""",
 )
 
 
@@ -148,10 +171,44 @@ async def get_user_settings(conn: db.Queryable, user_id: int) -> UserSettings:
     if row is None:
         return UserSettings()
     hours: Any = row["quiet_hours"]
+    return _settings(row["time_zone"], row["locale"], hours)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What deciding a user's deliveries takes: their preferences (as
+    :func:`get_preferences` gives them), addresses by channel, and settings."""
+
+    preferences: dict[tuple[str, str | None], bool]
+    addresses: dict[str, str]
+    settings: UserSettings
+
+
+async def get_recipients(conn: db.Queryable, user_ids: Sequence[int]) -> dict[int, Recipient]:
+    """The :class:`Recipient` of each of ``user_ids``, read in one statement."""
+    preferences: dict[int, dict[tuple[str, str | None], bool]] = {}
+    addresses: dict[int, dict[str, str]] = {}
+    settings: dict[int, UserSettings] = {}
+    for row in await conn.fetch(_RECIPIENTS, json.dumps(sorted(set(user_ids)))):
+        user, kind = int(row["user_id"]), row["kind"]
+        if kind == "p":
+            channel = None if row["b"] == ALL_CHANNELS else row["b"]
+            preferences.setdefault(user, {})[(row["a"], channel)] = bool(row["enabled"])
+        elif kind == "a":
+            addresses.setdefault(user, {})[row["a"]] = row["b"]
+        else:
+            settings[user] = _settings(row["a"], row["b"], row["c"])
+    return {
+        user: Recipient(
+            preferences.get(user, {}), addresses.get(user, {}), settings.get(user, UserSettings())
+        )
+        for user in user_ids
+    }
+
+
+def _settings(time_zone: str | None, locale: str | None, hours: str | None) -> UserSettings:
     return UserSettings(
-        row["time_zone"],
-        row["locale"],
-        None if hours is None else QuietHours.parse(json.loads(hours)),
+        time_zone, locale, None if hours is None else QuietHours.parse(json.loads(hours))
     )
 
 

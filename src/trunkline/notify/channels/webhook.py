@@ -20,15 +20,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 
 import aiohttp
 
 from trunkline.otp import Clock, current_node
 
 from ..channel import Envelope, PermanentFailure, Rendered, Sent, TransientFailure
-from ._http import AllowList, body_excerpt, check_url, pinned_session
+from ._http import AllowList, PinnedSessions, body_excerpt, check_url, pinned_session
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -126,6 +128,16 @@ class WebhookChannel:
 
     Returns ``Sent(delivered=True)`` on a 2xx: the receiver has it.
 
+    Used as an async context manager (or after :meth:`open`, until :meth:`aclose`), the
+    channel keeps its connections alive between requests, one pool per checked target (a
+    host resolving to other addresses gets a pool of its own); otherwise each request has a
+    connection of its own. A node opens its channel when it starts and closes it when it
+    stops::
+
+        async with WebhookChannel(settings) as webhook:
+            notifier = Notifier(database, config, channels=[webhook], registry=registry)
+            ...
+
     Raises:
         TransientFailure: a timeout, a connection error, a 5xx or a 429.
         PermanentFailure: any other 4xx, a 3xx (redirects are not followed), a URL that is not
@@ -138,6 +150,30 @@ class WebhookChannel:
         self.settings = settings
         self._allow = AllowList.parse(settings.allow, option="webhook allow")
         self._clock = clock
+        self._sessions: PinnedSessions | None = None
+
+    def open(self) -> None:
+        """Keep connections alive from now on, until :meth:`aclose`."""
+        if self._sessions is None or self._sessions.closed:
+            self._sessions = PinnedSessions(self.settings.timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the kept-alive connections; later sends open one each again."""
+        sessions, self._sessions = self._sessions, None
+        if sessions is not None:
+            await sessions.aclose()
+
+    async def __aenter__(self) -> WebhookChannel:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     async def send(self, envelope: Envelope, message: Rendered) -> Sent:
         body = self._body(envelope, message)
@@ -150,9 +186,15 @@ class WebhookChannel:
             DELIVERY_HEADER: str(envelope.delivery_id),
             SIGNATURE_HEADER: signature_header(self.settings.secret, timestamp, body),
         }
+        sessions = self._sessions
+        context: AbstractAsyncContextManager[aiohttp.ClientSession] = (
+            pinned_session(target, self.settings.timeout_s)
+            if sessions is None
+            else sessions.session(target)
+        )
         try:
             async with (
-                pinned_session(target, self.settings.timeout_s) as session,
+                context as session,
                 session.post(
                     target.url, data=body, headers=headers, allow_redirects=False
                 ) as response,
