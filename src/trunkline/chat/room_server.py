@@ -127,7 +127,11 @@ class RoomServer(otp.GenServer):
                         # broadcast that far: its predecessor may have died before doing so.
                         self.last_seq = max(self.last_seq, message.seq)
                         self._broadcast("message", message, origin)
-                    if not message.duplicate and wanted(self.tree):
+                    if (
+                        not message.duplicate
+                        and (self.direct or "@" in message.body)  # else it is for nobody
+                        and wanted(self.tree)
+                    ):
                         # For members with no device connected: after the ack, beside the
                         # room, so that neither waits for it.
                         otp.spawn(notify_offline, self.tree, message, self.direct)
