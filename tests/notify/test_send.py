@@ -241,3 +241,25 @@ def test_a_category_using_a_channel_not_given_is_refused(tmp_path: object) -> No
     with pytest.raises(notify.InvalidConfig, match="no channel given for 'sms'"):
         notify.Notifier(None, config)  # type: ignore[arg-type]
     _ = otp
+
+
+async def test_a_users_deliveries_come_newest_first_a_page_at_a_time(backend: Backend) -> None:
+    from trunkline.notify.user_deliveries import user_deliveries
+
+    async with setup(backend) as r:
+        for n in range(5):
+            await r.notifier.send("chat.mention", [1, 2], payload={"text": f"m{n}"})
+        mine = []
+        cursor = None
+        while True:
+            page, cursor = await user_deliveries(r.database, 1, cursor=cursor, limit=3)
+            mine.extend(page)
+            if cursor is None:
+                break
+        # Per event, in-app and email (suppressed: user 1 has no address): both are records.
+        assert len(mine) == 10
+        assert [d.id for d in mine] == sorted((d.id for d in mine), reverse=True)
+        assert {d.user_id for d in mine} == {1}
+        assert all(d.category == "chat.mention" for d in mine)
+        with pytest.raises(notify.InvalidNotification):
+            await user_deliveries(r.database, 1, limit=0)

@@ -397,25 +397,7 @@ async def _find_deliveries(
         f"ORDER BY d.id DESC LIMIT ${len(args)}",
         *args,
     )
-    return [
-        notify.Delivery(
-            id=row["id"],
-            event_id=row["event_id"],
-            user_id=row["user_id"],
-            category=row["category"],
-            channel=row["channel"],
-            address=row["address"],
-            status=row["status"],
-            reason=row["reason"],
-            scheduled_at=row["scheduled_at"],
-            job_id=row["job_id"],
-            provider_id=row["provider_id"],
-            attempts=row["attempts"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
-        for row in rows
-    ]
+    return [notify.Delivery.from_row(row) for row in rows]
 
 
 def _deliveries_table(found: list[notify.Delivery]) -> Table:

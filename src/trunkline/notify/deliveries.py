@@ -29,6 +29,12 @@ _OF_EVENT = db.Query(
     f"SELECT {_COLUMNS} FROM notify_deliveries AS d "
     "JOIN notify_events AS e ON e.id = d.event_id WHERE d.event_id = $1 ORDER BY d.id",
 )
+_OF_USER = db.Query(
+    "notify.deliveries.of_user",
+    f"SELECT {_COLUMNS} FROM notify_deliveries AS d "
+    "JOIN notify_events AS e ON e.id = d.event_id "
+    "WHERE d.user_id = $1 AND d.id < $2 ORDER BY d.id DESC LIMIT $3",
+)
 _HISTORY = db.Query(
     "notify.deliveries.history",
     "SELECT status, at, detail FROM notify_delivery_history WHERE delivery_id = $1 ORDER BY id",
@@ -77,6 +83,26 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def from_row(cls, row: db.Row) -> Delivery:
+        """A delivery from a row of ``notify_deliveries`` (its columns by name)."""
+        return cls(
+            id=row["id"],
+            event_id=row["event_id"],
+            user_id=row["user_id"],
+            category=row["category"],
+            channel=row["channel"],
+            address=row["address"],
+            status=row["status"],
+            reason=row["reason"],
+            scheduled_at=row["scheduled_at"],
+            job_id=row["job_id"],
+            provider_id=row["provider_id"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
 
 @dataclass(frozen=True)
 class HistoryEntry:
@@ -90,12 +116,12 @@ class HistoryEntry:
 async def get_delivery(conn: db.Queryable, delivery_id: int) -> Delivery | None:
     """The delivery ``delivery_id``, or ``None``."""
     row = await conn.fetch_one(_GET, delivery_id)
-    return None if row is None else _delivery(row)
+    return None if row is None else Delivery.from_row(row)
 
 
 async def list_deliveries(conn: db.Queryable, event_id: int) -> list[Delivery]:
     """The deliveries of the event ``event_id``, in the order they were made."""
-    return [_delivery(row) for row in await conn.fetch(_OF_EVENT, event_id)]
+    return [Delivery.from_row(row) for row in await conn.fetch(_OF_EVENT, event_id)]
 
 
 async def delivery_history(conn: db.Queryable, delivery_id: int) -> list[HistoryEntry]:
@@ -111,6 +137,14 @@ async def add_history(
 ) -> None:
     """Append ``status`` to the history of ``delivery_id``."""
     await conn.execute(_ADD_HISTORY, delivery_id, status, at, detail)
+
+
+async def deliveries_of_user(
+    conn: db.Queryable, user_id: int, before: int, limit: int
+) -> list[Delivery]:
+    """``user_id``'s deliveries with an id below ``before``, newest first, at most ``limit``
+    (one query)."""
+    return [Delivery.from_row(row) for row in await conn.fetch(_OF_USER, user_id, before, limit)]
 
 
 async def insert_delivery(
@@ -146,22 +180,3 @@ async def set_status(
     """Set the status of ``delivery_id`` and append it to its history."""
     await conn.execute(_SET_STATUS, delivery_id, status, at)
     await add_history(conn, delivery_id, status, at, detail)
-
-
-def _delivery(row: db.Row) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        event_id=row["event_id"],
-        user_id=row["user_id"],
-        category=row["category"],
-        channel=row["channel"],
-        address=row["address"],
-        status=row["status"],
-        reason=row["reason"],
-        scheduled_at=row["scheduled_at"],
-        job_id=row["job_id"],
-        provider_id=row["provider_id"],
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from trunkline import db
 
-from .deliveries import Delivery, get_delivery
+from .deliveries import Delivery, deliveries_of_user
 from .exceptions import InvalidNotification
 
 __all__ = ["user_deliveries"]
 
-_IDS = db.Query(
-    "notify.deliveries.of_user",
-    "SELECT id FROM notify_deliveries WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-)
 _MAX_ID = 2**62
 
 
@@ -29,7 +25,8 @@ async def user_deliveries(
         raise InvalidNotification(f"cursor must be a page's next_cursor, not {cursor!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 200:
         raise InvalidNotification(f"limit must be 1 to 200, not {limit!r}")
-    rows = await conn.fetch(_IDS, user_id, _MAX_ID if cursor is None else cursor, limit + 1)
-    found = [await get_delivery(conn, row["id"]) for row in rows[:limit]]
-    deliveries = [delivery for delivery in found if delivery is not None]
-    return deliveries, deliveries[-1].id if len(rows) > limit and deliveries else None
+    found = await deliveries_of_user(
+        conn, user_id, _MAX_ID if cursor is None else cursor, limit + 1
+    )
+    deliveries = found[:limit]
+    return deliveries, deliveries[-1].id if len(found) > limit else None
