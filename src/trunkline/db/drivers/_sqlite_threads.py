@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from queue import Empty, SimpleQueue
+from queue import SimpleQueue
 from typing import Any, TypeAlias
 
 from ..query import Statement
@@ -253,12 +253,12 @@ def serve(
         post(resolve, exited, None)
         return
     post(resolve, ready, None)
-    get, get_nowait = jobs.get, jobs.get_nowait
+    get = jobs.get
     try:
         job = get()
         while job is not None:
             if group_commit and job[1] in _GROUPABLE and not connection.in_transaction:
-                group, after, taken = _take_group(job, get_nowait)
+                group, after, taken = _take_group(job, jobs)
                 if len(group) > 1:
                     _run_group(connection, group, post, on_result, on_error)
                 else:
@@ -298,17 +298,14 @@ MAX_GROUP = 256
 """The most statements one group commit takes."""
 
 
-def _take_group(
-    first: Job, get_nowait: Callable[[], Job | None]
-) -> tuple[list[Job], Job | None, bool]:
+def _take_group(first: Job, jobs: SimpleQueue[Job | None]) -> tuple[list[Job], Job | None, bool]:
     """``first`` and the statements queued behind it that may share its transaction; then
     the job that ended the group and whether there was one (``None`` is the order to stop)."""
     group = [first]
-    while len(group) < MAX_GROUP:
-        try:
-            job = get_nowait()
-        except Empty:
-            return group, None, False
+    # This thread is the queue's only reader: not empty means get_nowait has a job (and a
+    # lone statement, the common case, costs no Empty raised and caught).
+    while len(group) < MAX_GROUP and not jobs.empty():
+        job = jobs.get_nowait()
         if job is None or job[1] not in _GROUPABLE:
             return group, job, True
         group.append(job)
