@@ -8,19 +8,10 @@ from pathlib import Path
 import pytest
 from chat_api_helpers import PASSWORD, chat_node
 
-import pg
 from trunkline import chat, db
 from trunkline.otp import MockClock
 
 _USERNAMES = db.Query("test.usernames", "SELECT username FROM chat_users ORDER BY id")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgresql":
-        pg.require_postgres()
-    name: str = request.param
-    return name
 
 
 @pytest.fixture(autouse=True)

@@ -9,19 +9,10 @@ from typing import Any
 import pytest
 from chat_api_helpers import chat_node
 
-import pg
 from trunkline import chat
 from trunkline.otp import MockClock
 from trunkline.server import NodeContext, Settings, TrunklineNode
 from trunkline.web.chat_api import add_chat_api
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgresql":
-        pg.require_postgres()
-    name: str = request.param
-    return name
 
 
 @pytest.fixture(autouse=True)

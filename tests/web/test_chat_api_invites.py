@@ -8,16 +8,7 @@ from pathlib import Path
 import pytest
 from chat_api_helpers import chat_node
 
-import pg
 from trunkline.otp import MockClock
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgresql":
-        pg.require_postgres()
-    name: str = request.param
-    return name
 
 
 @pytest.fixture(autouse=True)

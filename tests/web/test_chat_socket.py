@@ -42,13 +42,6 @@ def clock() -> otp.MockClock:
     return otp.MockClock(autojump_threshold_s=0.05)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgresql":
-        pg.require_postgres()
-    return str(request.param)
-
-
 @asynccontextmanager
 async def open_database(backend: str, tmp_path: Path) -> AsyncIterator[db.Database]:
     if backend == "sqlite":

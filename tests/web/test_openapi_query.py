@@ -12,7 +12,6 @@ from chat_api_helpers import ChatClient, chat_node
 from pydantic import BaseModel, Field
 from web_helpers import client_of
 
-import pg
 from trunkline import chat
 from trunkline.chat.rooms import MAX_LIST_LIMIT
 from trunkline.otp import MockClock
@@ -253,14 +252,6 @@ def test_the_chat_routes_document_their_query_parameters(tmp_path: Path) -> None
         "/api/v1/rooms/{room_id}/messages": (1, 50),
         "/api/v1/search": (1, 20),
     }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgresql":
-        pg.require_postgres()
-    name: str = request.param
-    return name
 
 
 @pytest.fixture
