@@ -54,7 +54,10 @@ async def test_jobs_still_running_after_the_grace_period_are_put_back(
             stored = await jobs.enqueue_many(database, [endless.new({"n": n}) for n in range(3)])
             await eventually(lambda: _running(node, 3), "three run")
             stopping_at = clock.monotonic()
-        assert 5 <= clock.monotonic() - stopping_at < 7  # the grace period, then stopped
+        # The grace period, then stopped (not the hour the jobs wanted). A database reply
+        # slower than the clock's idle threshold lets virtual time jump to the next timer,
+        # a poll a second away, hence the margin.
+        assert 5 <= clock.monotonic() - stopping_at < 10
         await stopped.wait()
         for job in stored:
             back = await jobs.get_job(database, job.id)

@@ -1,4 +1,6 @@
-"""Outcomes on their way to the database, in batches: one statement per kind of outcome."""
+"""Outcomes on their way to the database, in batches: one statement per kind of outcome.
+
+Jobs taken ahead and given back unstarted (see ``producer.py``) travel the same way."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from trunkline import db
 
 from .engine import Engine
 from .execution import Outcome
+from .job import Job
 
 __all__ = ["Acks"]
 
@@ -15,7 +18,15 @@ __all__ = ["Acks"]
 class Acks:
     """Outcomes waiting to be written, by kind: one statement per kind that has some."""
 
-    __slots__ = ("cancelled", "completed", "discarded", "node", "retryable", "snoozed")
+    __slots__ = (
+        "cancelled",
+        "completed",
+        "discarded",
+        "node",
+        "released",
+        "retryable",
+        "snoozed",
+    )
 
     def __init__(self, node: str) -> None:
         self.node = node  # whose executions they end
@@ -24,10 +35,16 @@ class Acks:
         self.discarded: list[tuple[int, str]] = []
         self.cancelled: list[tuple[int, str]] = []
         self.snoozed: list[Outcome] = []
+        self.released: dict[str, list[int]] = {}  # ids by queue
 
     def __bool__(self) -> bool:
         return bool(
-            self.completed or self.retryable or self.discarded or self.cancelled or self.snoozed
+            self.completed
+            or self.retryable
+            or self.discarded
+            or self.cancelled
+            or self.snoozed
+            or self.released
         )
 
     def add(self, outcome: Outcome) -> None:
@@ -44,6 +61,15 @@ class Acks:
             self.cancelled.append((outcome.job.id, outcome.error))
         else:
             self.snoozed.append(outcome)
+
+    def release(self, jobs: list[Job]) -> None:
+        """Give back ``jobs``, taken but never started: available again, attempt given back."""
+        released = self.released
+        for job in jobs:
+            ids = released.get(job.queue)
+            if ids is None:
+                ids = released[job.queue] = []
+            ids.append(job.id)
 
     async def write(self, engine: Engine, database: db.Database, now: datetime) -> bool:
         """Write them all; each kind is dropped once written. Whether any job will run
@@ -96,4 +122,8 @@ class Acks:
             )
             self.snoozed = []
             later = True
+        while self.released:
+            queue, ids = next(iter(self.released.items()))
+            await engine.release(database, queue, ids, self.node)
+            del self.released[queue]
         return later

@@ -242,6 +242,13 @@ class Engine:
         attempt back."""
         raise NotImplementedError
 
+    async def release(
+        self, database: db.Database, queue: str, ids: Sequence[int], node: str
+    ) -> None:
+        """Make the jobs ``ids`` of ``queue``, taken by ``node`` and never started there,
+        available again, giving their attempt back; the queue is notified."""
+        raise NotImplementedError
+
     async def put_back(
         self, database: db.Database, queue: str, node: str, since: datetime = EPOCH
     ) -> int:

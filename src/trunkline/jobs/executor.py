@@ -16,7 +16,11 @@ that job is cancelled already. The executor itself never crashes for a job.
 Demand is manual: the executor asks for :data:`~trunkline.jobs.queue.MAX_LIMIT` jobs when it
 subscribes, and for one more per job that ends (the asks of a burst of endings go as one,
 after the burst's outcomes). The producer, which knows the queue's limit, sends no more than
-it allows.
+it allows, plus the few it takes ahead while the queue is busy (see ``producer.py``). The
+executor runs up to the limit and holds the rest, in order: a slot that comes free starts
+the next held job at once, as the previous one's exit is handled, without a round trip to
+the database. Held jobs are given back (available again, their attempt returned) when the
+queue pauses or drains, and dropped when cancelled.
 
 When the executor stops, the jobs still running are killed (the grace period came before,
 from the queue's watchman), and the producer puts them back.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -38,13 +43,15 @@ from .execution import Outcome, backoff_s, error_entry, execute
 from .job import Job
 from .queue import MAX_LIMIT, Queue
 
-__all__ = ["CANCELLED", "Executor", "Finished"]
+__all__ = ["CANCELLED", "RELEASE", "Drop", "Executor", "Finished"]
 
 log = logging.getLogger("trunkline.jobs")
 
 CANCELLED = ("shutdown", "cancelled")
 """The exit reason of a job process stopped by ``cancel_job``: a normal exit, no crash report."""
 
+RELEASE = "release"
+"""To the executor: give back the jobs it holds (the queue pauses or drains)."""
 _REPORT = "report"
 
 
@@ -55,16 +62,21 @@ class Executor(Stage):
 
     queue: Queue
     jobs: dict[otp.Pid, Job]  # running, by process
+    held: deque[Job]  # received, waiting for a free slot
     subscription: Subscription | None
     outcomes: list[Outcome]  # of jobs that ended, not sent to the producer yet
-    freed: int  # slots freed and not asked for yet
+    released: list[Job]  # held jobs given back, not sent to the producer yet
+    freed: int  # slots freed (and held jobs let go) not asked for yet
 
     def init(self, queue: Queue) -> ConsumerInit:
         self.queue = queue
         self.jobs = {}
+        self.held = deque()
         self.subscription = None
         self.outcomes = []
+        self.released = []
         self.freed = 0
+        queue.held = 0
         producer = queue.name_of("producer")
         return ConsumerInit(subscribe_to=[(producer, {"max_demand": MAX_LIMIT, "min_demand": 0})])
 
@@ -79,11 +91,48 @@ class Executor(Stage):
         self.subscription = None  # the producer is gone: we stop too (permanent subscription)
 
     def handle_events(self, events: list[Job], from_: Subscription) -> None:
-        jobs = self.jobs
+        self.held.extend(events)
+        self._start()
+
+    def _start(self) -> None:
+        """Start held jobs while the limit allows; give them all back if the queue paused."""
+        held = self.held
         queue = self.queue
+        if queue.paused:
+            self._release()
+            return
+        jobs = self.jobs
         executor = self.pid
-        for job in events:
+        free = queue.limit - len(jobs)
+        while held and free > 0:
+            job = held.popleft()
             jobs[otp.spawn_link(_run_job, job, queue, executor)] = job
+            free -= 1
+        queue.held = len(held)
+
+    def _release(self) -> None:
+        """Give back every held job: the producer makes them available again."""
+        held = self.held
+        if not held:
+            return
+        self.released.extend(held)
+        self._free(len(held))
+        held.clear()
+        self.queue.held = 0
+
+    def _drop(self, job_id: int) -> None:
+        """Forget a held job that was cancelled (its row says so already)."""
+        for job in self.held:
+            if job.id == job_id:
+                self.held.remove(job)
+                self.queue.held = len(self.held)
+                self._free(1)
+                return
+
+    def _free(self, count: int) -> None:
+        if not self.freed:
+            otp.send(self.pid, _REPORT)
+        self.freed += count
 
     def handle_info(self, message: Any) -> None:
         kind = type(message)
@@ -96,11 +145,15 @@ class Executor(Stage):
             reason = message.reason
             if reason != "normal" and reason != CANCELLED:
                 self.outcomes.append(self._exited(job, reason))
-            if not self.freed:
-                otp.send(self.pid, _REPORT)
-            self.freed += 1
+            if self.held:
+                self._start()
+            self._free(1)
         elif message == _REPORT:
             self._report()
+        elif message == RELEASE:
+            self._release()
+        elif kind is Drop:
+            self._drop(message.job_id)
         else:
             log.warning(
                 "queue %r: executor received an unexpected message: %r", self.queue.name, message
@@ -112,11 +165,12 @@ class Executor(Stage):
         In that order, as one burst: the producer takes both before its next round, which
         fetches for the free slots first and writes the outcomes after.
         """
-        if self.outcomes:
+        if self.outcomes or self.released:
             producer = self.queue.producer
             if producer is not None:
-                otp.send(producer, Finished(self.outcomes))
+                otp.send(producer, Finished(self.outcomes, self.released))
             self.outcomes = []
+            self.released = []
         if self.subscription is not None and self.freed:
             ask(self.subscription, self.freed)
         self.freed = 0
@@ -146,6 +200,7 @@ class Executor(Stage):
             while True:
                 self.outcomes.append(await otp.receive(_is_outcome, timeout=0))
         self.subscription = None
+        self._release()
         self._report()
         # The watchman gave the grace period already: what still runs stops now, and the
         # producer puts it back.
@@ -155,16 +210,27 @@ class Executor(Stage):
 
 
 class Finished:
-    """The outcomes of jobs that ended, from the executor to the producer (which writes them),
-    sent just before the executor asks for as many new jobs."""
+    """The outcomes of jobs that ended, and the held jobs given back, from the executor to
+    the producer (which writes them), sent just before the executor asks for as many new
+    jobs."""
 
-    __slots__ = ("outcomes",)
+    __slots__ = ("outcomes", "released")
 
-    def __init__(self, outcomes: list[Outcome]) -> None:
+    def __init__(self, outcomes: list[Outcome], released: list[Job]) -> None:
         self.outcomes = outcomes
+        self.released = released
 
     def __repr__(self) -> str:
-        return f"<Finished {len(self.outcomes)} jobs>"
+        return f"<Finished {len(self.outcomes)} jobs, {len(self.released)} given back>"
+
+
+class Drop:
+    """To the executor: job ``job_id`` was cancelled; if it is held, it must not start."""
+
+    __slots__ = ("job_id",)
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
 
 
 def _is_outcome(message: Any) -> bool:

@@ -33,7 +33,7 @@ from . import inspection
 from .engine import EPOCH, Engine, engine_for
 from .enqueue import enqueue, enqueue_many
 from .exceptions import QueueNotRunning
-from .executor import CANCELLED
+from .executor import CANCELLED, Drop
 from .heartbeat import Heartbeat
 from .job import Job, State
 from .lifeline import Lifeline
@@ -287,9 +287,23 @@ class Jobs:
         running on this node has ended when this returns (its task is cancelled)."""
         job = await inspection.cancel_job(self.database, job_id)
         if job is not None and job.state == "cancelled":
-            for pid, _ in self.running.lookup(job_id):
-                otp.exit(pid, CANCELLED)
+            self.stop_cancelled(job_id)
         return job
+
+    def holds(self, job_id: int) -> bool:
+        """Whether job ``job_id`` may be running here, or held for a free slot."""
+        return bool(self.running.lookup(job_id)) or any(q.held for q in self.queues.values())
+
+    def stop_cancelled(self, job_id: int) -> None:
+        """Stop job ``job_id``, cancelled already, on this node: end its process, or have
+        the executor holding it for a free slot drop it."""
+        for pid, _ in self.running.lookup(job_id):
+            otp.exit(pid, CANCELLED)
+        for queue in self.queues.values():
+            if queue.held:
+                executor = otp.resolve(queue.name_of("executor"))
+                if executor is not None:
+                    otp.send(executor, Drop(job_id))
 
     async def queue_stats(self) -> dict[str, dict[State, int]]:
         """:func:`~trunkline.jobs.queue_stats` on this node's database."""

@@ -139,18 +139,16 @@ class Notifier(otp.GenServer):
             log.warning("jobs: could not apply the signal %r: %s", payload, error)
 
     async def _cancel(self, job_id: int) -> None:
-        entries = self.jobs.running.lookup(job_id)
-        if not entries:
-            return
         jobs = self.jobs
+        if not jobs.holds(job_id):
+            return
         try:
             state = await jobs.engine.state_of(jobs.database, job_id)
         except db.DatabaseError as error:
             log.warning("jobs: could not check job %d to cancel it: %s", job_id, error)
             return
         if state == "cancelled":
-            for pid, _ in entries:
-                otp.exit(pid, CANCELLED)
+            jobs.stop_cancelled(job_id)
 
     async def _check_cancelled(self) -> None:
         """Stop the jobs running here that were cancelled (by another process)."""

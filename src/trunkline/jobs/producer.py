@@ -14,6 +14,15 @@ outcome) while the producer goes on fetching: a slot that comes free waits for o
 never for a write. While the writer waits for the database, more outcomes pile up in the
 producer for its next batch, so the batches grow with the load.
 
+While the queue is busy, the producer takes a few jobs *ahead* of the free slots, which the
+executor holds and starts the moment a slot frees: a job that ends is followed at once, not
+after a fetch's round trip. How many is what the queue starts in ``AHEAD_S`` at its rate of
+the last moments (never more than its limit), so a busy queue of short jobs keeps a small
+reserve and a queue of long or rare jobs takes none, leaving them to other nodes. A held job
+is executing on this node in the database (its attempt counted, like a running one); pausing
+or draining the queue gives the held ones back (available again, attempt returned), and a
+crash or a dead node leaves them to be put back or rescued like any other.
+
 When the database fails, the producer and the writer log it, wait (exponential backoff,
 0.1 s to 5 s, with jitter) and try again: they never crash for it, so an outage does not
 use up the supervisor's restart intensity. Outcomes not yet written are kept and written
@@ -39,12 +48,12 @@ from .acks import Acks
 from .backoff import database_retry_s
 from .exceptions import MalformedJob
 from .execution import quarantine
-from .executor import Finished
+from .executor import RELEASE, Finished
 from .job import Job
 from .queue import MAX_LIMIT, Queue, QueueInfo
 from .queue_settings import QueueSettings
 
-__all__ = ["WAKE", "Producer"]
+__all__ = ["AHEAD_S", "WAKE", "Producer"]
 
 log = logging.getLogger("trunkline.jobs")
 
@@ -55,6 +64,10 @@ _WORK = "work"
 _POLL = "poll"
 _RETRY = "retry"
 _FLUSH_TIMEOUT_S = 5.0  # how long a stopping producer waits for the writer's last batch
+
+AHEAD_S = 0.05
+"""How far ahead a busy queue takes jobs: what it starts in this long at its recent rate."""
+_RATE_WINDOW_S = 0.1  # the rate is measured over windows at least this long
 
 
 class Producer(Stage):
@@ -73,6 +86,10 @@ class Producer(Stage):
     writer: otp.Pid
     writing: bool  # the writer has a batch
     drain_waiters: list[otp.From]
+    ended: int  # jobs ended since the producer started
+    rate: float  # jobs ended per second, lately
+    rate_since: float  # when the current window began (monotonic)
+    rate_ended: int  # ``ended`` when it began
 
     async def init(self, queue: Queue) -> ProducerInit:
         self.queue = queue
@@ -84,6 +101,9 @@ class Producer(Stage):
         self.writer = otp.spawn_link(_write_outcomes, queue, self.pid)
         self.writing = False
         self.drain_waiters = []
+        self.ended = self.rate_ended = 0
+        self.rate = 0.0
+        self.rate_since = otp.current_node().clock.monotonic()
         # Jobs a previous tree of this queue left executing on this node: its processes
         # are gone (the queue's supervisor stops all three before restarting any).
         try:
@@ -134,10 +154,14 @@ class Producer(Stage):
             return await self._work()
         kind = type(message)
         if kind is Finished:
+            outcomes = message.outcomes
             add = self.acks.add
-            for outcome in message.outcomes:
+            for outcome in outcomes:
                 add(outcome)
-            self.queue.jobs.outcomes.add(self.queue.name, message.outcomes)  # for the rates
+            if message.released:
+                self.acks.release(message.released)
+            self.ended += len(outcomes)
+            self.queue.jobs.outcomes.add(self.queue.name, outcomes)  # for the rates
             self._hand_off()
         elif kind is _Written:
             self.writing = False
@@ -190,7 +214,7 @@ class Producer(Stage):
         queue = self.queue
         if queue.paused or self.stopping:
             return None
-        count = min(self.demand, queue.limit - self.running)
+        count = min(self.demand, queue.limit + self._ahead() - self.running)
         if count <= 0:
             return None
         try:
@@ -212,6 +236,25 @@ class Producer(Stage):
         self.demand -= len(jobs)
         return jobs
 
+    def _ahead(self) -> int:
+        """How many jobs to take beyond the free slots: see the module documentation."""
+        now = otp.current_node().clock.monotonic()
+        elapsed = now - self.rate_since
+        if elapsed >= _RATE_WINDOW_S:
+            # A burst lifts the rate at once; a lull lowers it by halves, window by window
+            # (an idle queue's windows are its polls).
+            rate = (self.ended - self.rate_ended) / elapsed
+            self.rate = rate if rate > self.rate else (self.rate + rate) / 2
+            self.rate_since = now
+            self.rate_ended = self.ended
+        return min(self.queue.limit, int(self.rate * AHEAD_S))
+
+    def _release_held(self) -> None:
+        """Have the executor give back the jobs it holds (paused, or draining)."""
+        executor = otp.resolve(self.queue.name_of("executor"))
+        if executor is not None:
+            otp.send(executor, RELEASE)
+
     async def _read_settings(self) -> None:
         """Apply what changed in the queue's stored settings since this node last saw them
         (all of them the first time): a change made with ``local_only`` lasts until then."""
@@ -232,6 +275,8 @@ class Producer(Stage):
         seen_by_queue[queue.name] = settings
         if seen is None or settings.paused != seen.paused:
             queue.paused = settings.paused
+            if queue.paused:
+                self._release_held()
         limit = settings.limit
         if limit is not None and (seen is None or limit != seen.limit):
             if type(limit) is int and 1 <= limit <= MAX_LIMIT:
@@ -273,6 +318,7 @@ class Producer(Stage):
                 return self._info()
             case "pause":
                 queue.paused = True
+                self._release_held()
                 return self._info()
             case "resume":
                 queue.paused = False
@@ -287,6 +333,7 @@ class Producer(Stage):
                 self.stopping = True
                 if self.running == 0:
                     return None
+                self._release_held()
                 self.drain_waiters.append(from_)
                 return otp.NoReply()
         # Answered, not raised: a bad request must not take the queue down.
@@ -294,7 +341,10 @@ class Producer(Stage):
 
     def _info(self) -> QueueInfo:
         queue = self.queue
-        return QueueInfo(queue.name, queue.node, queue.limit, self.running, queue.paused)
+        held = queue.held
+        return QueueInfo(
+            queue.name, queue.node, queue.limit, self.running - held, queue.paused, held
+        )
 
     # -- stopping ----------------------------------------------------------------------------
 

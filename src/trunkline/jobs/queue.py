@@ -32,6 +32,7 @@ class QueueInfo:
         limit: the most jobs it runs at once.
         running: the jobs it runs now.
         paused: whether it has stopped fetching jobs.
+        held: the jobs it took ahead, to start as slots come free.
     """
 
     name: str
@@ -39,6 +40,7 @@ class QueueInfo:
     limit: int
     running: int
     paused: bool
+    held: int = 0
 
 
 class Queue:
@@ -48,7 +50,7 @@ class Queue:
     restarted after a crash keeps the ones set at run time.
     """
 
-    __slots__ = ("jobs", "limit", "name", "paused", "producer")
+    __slots__ = ("held", "jobs", "limit", "name", "paused", "producer")
 
     def __init__(self, jobs: Jobs, name: str, limit: int) -> None:
         self.jobs = jobs
@@ -56,6 +58,7 @@ class Queue:
         self.limit = check_limit(limit, name)
         self.paused = False
         self.producer: otp.Pid | None = None  # set by the running producer
+        self.held = 0  # jobs the executor holds for a free slot (set by the executor)
 
     @property
     def database(self) -> db.Database:

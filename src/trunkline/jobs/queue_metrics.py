@@ -6,7 +6,8 @@ this node runs, with measurements:
 
 - the jobs of the queue in each state, on every node: ``available``, ``scheduled``,
   ``executing``, ``retryable``, ``completed``, ``discarded``, ``cancelled`` (0 when none);
-- ``running`` and ``limit``: the queue on this node, now;
+- ``running``, ``held`` (taken ahead, waiting for a slot) and ``limit``: the queue on this
+  node, now;
 - the attempts this node ended since the last round, per second: ``ended_per_s``, and by
   outcome ``completed_per_s``, ``retryable_per_s``, ``discarded_per_s``,
   ``cancelled_per_s``, ``snoozed_per_s``;
@@ -105,7 +106,13 @@ class QueueMetrics(otp.GenServer):
             measurements: dict[str, float] = {state: counts.get(state, 0) for state in STATES}
             otp.telemetry.execute(
                 QUEUE_EVENT,
-                {**measurements, "running": info.running, "limit": info.limit, **rates[name]},
+                {
+                    **measurements,
+                    "running": info.running,
+                    "held": info.held,
+                    "limit": info.limit,
+                    **rates[name],
+                },
                 {"queue": name, "node": jobs.node, "paused": info.paused},
             )
 

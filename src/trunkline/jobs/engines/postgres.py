@@ -146,6 +146,13 @@ _SNOOZE = db.Query(
         FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, scheduled_at)
         WHERE j.id = u.id AND j.state = 'executing' AND j.attempted_by = $3""",
 )
+_RELEASE = db.Query(
+    "jobs.release",
+    f"""
+        UPDATE {TABLE}
+        SET state = 'available', attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END
+        WHERE id = ANY($1::bigint[]) AND state = 'executing' AND attempted_by = $2""",
+)
 _STAGE = db.Query(
     "jobs.stage",
     f"""
@@ -345,6 +352,12 @@ class PostgresEngine(Engine):
         node: str,
     ) -> None:
         await database.execute(_SNOOZE, ids, scheduled_at, node)
+
+    async def release(
+        self, database: db.Database, queue: str, ids: Sequence[int], node: str
+    ) -> None:
+        if await database.execute(_RELEASE, ids, node):
+            await self.notify_queues(database, (queue,))
 
     async def stage(self, database: db.Database, now: datetime, limit: int) -> dict[str, int]:
         rows = await database.fetch(_STAGE, now, limit, INSERT_CHANNEL)

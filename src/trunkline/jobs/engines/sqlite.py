@@ -112,6 +112,13 @@ _SNOOZE = db.Query(
         WHERE {_T}.id = u.value ->> 0 AND {_T}.state = 'executing'
             AND {_T}.attempted_by = $2""",
 )
+_RELEASE = db.Query(
+    "jobs.release",
+    f"""UPDATE {_T}
+        SET state = 'available', attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END
+        WHERE id IN (SELECT value FROM json_each($1)) AND state = 'executing'
+            AND attempted_by = $2""",
+)
 _BEAT = db.Query(
     "jobs.beat",
     f"""INSERT INTO {NODES_TABLE} (node, started_at, beat_at, queues) VALUES ($1, $2, $3, $4)
@@ -270,6 +277,12 @@ class SQLiteEngine(Engine):
     ) -> None:
         rows = [[i, _text(at)] for i, at in zip(ids, scheduled_at, strict=True)]
         await database.execute(_SNOOZE, json.dumps(rows), node)
+
+    async def release(
+        self, database: db.Database, queue: str, ids: Sequence[int], node: str
+    ) -> None:
+        if await database.execute(_RELEASE, json.dumps(list(ids)), node):
+            await self.notify_queues(database, (queue,))
 
     async def stage(self, database: db.Database, now: datetime, limit: int) -> dict[str, int]:
         staged = Counter(row[0] for row in await database.fetch(_STAGE, now, limit))

@@ -1,0 +1,175 @@
+"""A busy queue takes a few jobs ahead of its free slots: it still runs no more than its
+limit, and the jobs it holds are given back when it pauses or stops, and never run once
+cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from job_backends import Backend, Concurrency, eventually, running
+
+from trunkline import db, jobs
+
+LIMIT = 2
+QUICK = 40  # jobs of 10 ms: enough for the queue to see its rate
+BLOCKERS = 6  # then jobs that wait for the gate, behind them
+
+
+@dataclass
+class Blocked:
+    """Workers for the scenario: quick jobs, then blockers that run until the gate opens."""
+
+    registry: jobs.WorkerRegistry = field(default_factory=jobs.WorkerRegistry)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    counter: Concurrency = field(default_factory=Concurrency)
+    started: list[int] = field(default_factory=list)  # blockers, as they start
+
+    def __post_init__(self) -> None:
+        @self.registry.worker(name="quick")
+        async def quick(job: jobs.Job) -> None:
+            with self.counter:
+                await asyncio.sleep(0.01)
+
+        @self.registry.worker(name="blocker")
+        async def blocker(job: jobs.Job) -> None:
+            self.started.append(job.id)
+            with self.counter:
+                await self.gate.wait()
+
+        self.quick, self.blocker = quick, blocker
+
+    async def enqueue(self, database: db.Database) -> list[jobs.Job]:
+        """The quick jobs, then the blockers (a lower priority, so they come after)."""
+        await jobs.enqueue_many(database, [self.quick.new({"n": n}) for n in range(QUICK)])
+        return await jobs.enqueue_many(
+            database, [self.blocker.new({"n": n}, priority=5) for n in range(BLOCKERS)]
+        )
+
+
+async def held_jobs(node: jobs.Jobs, scenario: Blocked) -> None:
+    """Wait until the queue runs two blockers and holds two more, and the quick jobs'
+    outcomes are written."""
+
+    async def check() -> bool:
+        info = await node.queue_info("default")
+        return (
+            len(scenario.started) == info.running == info.held == LIMIT
+            and len(await executing(node.database)) == 2 * LIMIT
+        )
+
+    await eventually(check, "two blockers run and two are held")
+
+
+async def executing(database: db.Database) -> set[int]:
+    return {job.id for job in await jobs.list_jobs(database, state="executing")}
+
+
+async def test_a_busy_queue_holds_jobs_ahead_and_runs_no_more_than_its_limit(
+    backend: Backend,
+) -> None:
+    scenario = Blocked()
+    async with (
+        backend.database() as database,
+        running(database, scenario.registry, queues={"default": LIMIT}) as node,
+    ):
+        blockers = await scenario.enqueue(database)
+        await held_jobs(node, scenario)
+        # Two running, two held, both taken in the database: the held ones are blockers.
+        taken = await executing(database)
+        assert set(scenario.started) < taken <= {job.id for job in blockers}
+        scenario.gate.set()
+        for job in blockers:
+            done = await _wait_completed(database, job.id)
+            assert done.attempt == 1
+        assert scenario.counter.most == LIMIT
+        assert scenario.counter.done == QUICK + BLOCKERS
+        assert sorted(scenario.started) == sorted(job.id for job in blockers)  # each once
+
+
+async def test_pausing_gives_back_the_held_jobs(backend: Backend) -> None:
+    scenario = Blocked()
+    async with (
+        backend.database() as database,
+        running(database, scenario.registry, queues={"default": LIMIT}) as node,
+    ):
+        blockers = await scenario.enqueue(database)
+        await held_jobs(node, scenario)
+        held = await executing(database) - set(scenario.started)
+        await node.pause("default")
+        assert (await node.queue_info("default")).running == LIMIT
+
+        async def given_back() -> bool:
+            return await executing(database) == set(scenario.started)
+
+        await eventually(given_back, "the held jobs are given back")
+        assert (await node.queue_info("default")).held == 0
+        for job_id in held:
+            back = await jobs.get_job(database, job_id)
+            assert back is not None
+            assert (back.state, back.attempt) == ("available", 0)  # the attempt given back
+
+        scenario.gate.set()  # the running two finish; nothing starts while paused
+        for job_id in scenario.started:
+            await _wait_completed(database, job_id)
+        assert len(scenario.started) == LIMIT
+        stats = await jobs.queue_stats(database)
+        assert stats["default"]["available"] == BLOCKERS - LIMIT
+
+        await node.resume("default")
+        for job in blockers:
+            assert (await _wait_completed(database, job.id)).attempt == 1
+
+
+async def test_a_cancelled_held_job_never_runs(backend: Backend) -> None:
+    scenario = Blocked()
+    async with (
+        backend.database() as database,
+        running(database, scenario.registry, queues={"default": LIMIT}) as node,
+    ):
+        blockers = await scenario.enqueue(database)
+        await held_jobs(node, scenario)
+        victim = min(await executing(database) - set(scenario.started))
+        cancelled = await node.cancel_job(victim)
+        assert cancelled is not None
+        assert cancelled.state == "cancelled"
+        scenario.gate.set()
+        for job in blockers:
+            if job.id != victim:
+                await _wait_completed(database, job.id)
+        assert victim not in scenario.started
+        assert len(scenario.started) == BLOCKERS - 1
+        after = await jobs.get_job(database, victim)
+        assert after is not None
+        assert after.state == "cancelled"
+        assert (await node.queue_info("default")).held == 0
+
+
+async def test_stopping_gives_back_the_held_jobs(backend: Backend) -> None:
+    scenario = Blocked()
+    async with backend.database() as database:
+        async with running(
+            database, scenario.registry, queues={"default": LIMIT}, shutdown_grace_s=1
+        ) as node:
+            blockers = await scenario.enqueue(database)
+            await held_jobs(node, scenario)
+        # The two held jobs given back at once, the two running ones after the grace period:
+        # all four available, none with an attempt counted.
+        assert len(scenario.started) == LIMIT
+        assert await executing(database) == set()
+        for job in blockers:
+            back = await jobs.get_job(database, job.id)
+            assert back is not None
+            assert (back.state, back.attempt) == ("available", 0)
+
+
+async def _wait_completed(database: db.Database, job_id: int) -> jobs.Job:
+    found: list[jobs.Job] = []
+
+    async def check() -> bool:
+        job = await jobs.get_job(database, job_id)
+        found[:] = [job] if job is not None else []
+        return job is not None and job.state == "completed"
+
+    await eventually(check, f"job {job_id} completed")
+    return found[0]
