@@ -3,13 +3,23 @@ circuit breaker, the unsubscribe headers of emails."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from notify_helpers import Backend, Recording, RecordingChannel, mock_clock, run_due, setup
+from notify_helpers import (
+    Backend,
+    Recording,
+    RecordingChannel,
+    eventually,
+    mock_clock,
+    run_due,
+    setup,
+)
 
-from trunkline import jobs, notify
+from trunkline import db, jobs, notify, otp
 from trunkline.notify.breaker import CircuitBreaker
 from trunkline.otp import MockClock, telemetry
 
@@ -159,3 +169,69 @@ async def test_emails_carry_the_one_click_unsubscribe_headers(backend: Backend) 
         assert await notify.unsubscribe(r.database, r.notifier.config, token) == (5, "chat.mention")
         result = await r.notifier.send("chat.mention", [5])
         assert (await r.statuses(result.event_id))[1] == (5, "email", "suppressed", "preference")
+
+
+class GatheringChannel(RecordingChannel):
+    """Holds each send until ``count`` are in flight: deliveries that run at once."""
+
+    def __init__(self, name: str, count: int) -> None:
+        super().__init__(name)
+        self.count = count
+        self.all_in = asyncio.Event()
+
+    async def send(self, envelope: notify.Envelope, message: notify.Rendered) -> notify.Sent:
+        if self.calls + 1 >= self.count:
+            self.all_in.set()
+        self.calls += 1
+        await self.all_in.wait()
+        self.sent.append((envelope, message))
+        return notify.Sent(provider_id=f"p-{envelope.delivery_id}")
+
+
+async def test_deliveries_running_at_once_share_their_statements(
+    backend: Backend, clock: MockClock
+) -> None:
+    count = 12
+    email = GatheringChannel("email", count)
+    statements: Counter[str] = Counter()
+
+    def on_statement(event: Any, measurements: Any, metadata: dict[str, Any], _: Any) -> None:
+        statements[metadata["statement"]] += 1
+
+    async with setup(
+        backend, channels=[email, RecordingChannel("webpush"), RecordingChannel("sms")]
+    ) as r:
+        deliveries = []
+        for user in range(1, count + 1):
+            await notify.set_address(r.database, user, "email", f"u{user}@example.com")
+            await notify.set_preference(r.database, user, "chat.mention", "inapp", False)
+            result = await r.notifier.send("chat.mention", [user], payload={"text": "hi"})
+            deliveries += result.queued
+        node = jobs.Jobs(
+            r.database, registry=r.registry, queues={"notify": count}, node="n", migrate=False
+        )
+        with telemetry.attached("statements", [(*db.QUERY_EVENT, "stop")], on_statement):
+            supervisor = await node.start()
+            try:
+
+                async def all_sent() -> bool:
+                    stored = [
+                        await notify.get_delivery(r.database, d.delivery_id) for d in deliveries
+                    ]
+                    return all(s is not None and s.status == "sent" for s in stored)
+
+                await eventually(all_sent, "every delivery sent")
+            finally:
+                await otp.stop(supervisor, "shutdown")
+        assert sorted(e.delivery_id for e, _ in email.sent) == sorted(
+            d.delivery_id for d in deliveries
+        )  # each sent once
+        for delivery in deliveries:
+            history = await notify.delivery_history(r.database, delivery.delivery_id)
+            assert [h.status for h in history] == ["queued", "sent"]
+            stored = await notify.get_delivery(r.database, delivery.delivery_id)
+            assert stored is not None
+            assert (stored.attempts, stored.provider_id) == (1, f"p-{delivery.delivery_id}")
+        # Twelve deliveries in flight together: a handful of statements, not one each.
+        assert 1 <= statements["notify.deliver.take"] < count
+        assert 1 <= statements["notify.deliver.sent"] <= 2

@@ -15,6 +15,7 @@ See ``docs/database.md``: URLs, statements and parameters, rows and types, trans
 migrations, notifications, telemetry, errors.
 """
 
+from .batches import Batches
 from .database import Database, connect
 from .exceptions import (
     CannotConnect,
@@ -44,6 +45,7 @@ __all__ = [
     "MIGRATIONS_TABLE",
     "MIGRATION_EVENT",
     "QUERY_EVENT",
+    "Batches",
     "CannotConnect",
     "ConnectionLost",
     "Database",

@@ -20,11 +20,14 @@ A delivery no longer ``queued`` (sent by an earlier run of the job that crashed 
 completed, say) is not sent again. Between the send and its record a crash may still send
 twice: the envelope's ``delivery_id`` is there for providers that deduplicate.
 
-The job takes two statements: one counts the attempt of a ``queued`` delivery and reads what
-the send needs (the delivery, its event, its digest, the user's locale), one records the
-outcome with its history (on SQLite, two in a transaction). A job that ends without calling
-the channel (an open breaker, a fallback already read, a failure before the send) takes its
-count back.
+The job takes two statements, each shared with the jobs running beside it
+(:class:`~trunkline.db.Batches`, one per notifier): one counts the attempt of a ``queued``
+delivery and reads what the send needs (the delivery, its event, its digest, the user's
+locale), one records a send with its history (on SQLite, two in a transaction). With a
+hundred jobs in flight that is a statement and a commit per batch, not per delivery; a
+job waits for its batch's commit before it goes on, so nothing is recorded later than it
+would be alone. A job that ends without calling the channel (an open breaker, a fallback
+already read, a failure before the send) takes its count back.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from .unsubscribe import EMAIL, unsubscribe_url
 if TYPE_CHECKING:
     from .notifier import Breaker, Notifier
 
-__all__ = ["WORKER", "DeliverWorker"]
+__all__ = ["WORKER", "DeliverWorker", "DeliveryBatches"]
 
 WORKER = "notify.deliver"
 """The name of the delivery worker."""
@@ -70,9 +73,10 @@ WORKER = "notify.deliver"
 _EXISTS = db.Query("notify.deliver.exists", "SELECT 1 FROM notify_deliveries WHERE id = $1")
 _TAKE = db.Query(
     "notify.deliver.take",
-    # Counts the attempt of a queued delivery and reads what its send needs, in one statement.
+    # Counts the attempt of queued deliveries and reads what their sends need, in one
+    # statement: $1 the ids (an array; a JSON array on SQLite).
     postgresql="WITH d AS (UPDATE notify_deliveries SET attempts = attempts + 1, updated_at = $2 "
-    "WHERE id = $1 AND status = 'queued' "
+    "WHERE id = ANY($1::bigint[]) AND status = 'queued' "
     "RETURNING id, event_id, user_id, channel, address, status, after_delivery_id) "
     "SELECT d.*, e.category, e.actor_id, e.payload, e.created_at, g.id AS digest_id, "
     "g.event_ids, s.locale FROM d JOIN notify_events AS e ON e.id = d.event_id "
@@ -81,7 +85,7 @@ _TAKE = db.Query(
     # SQLite has no UPDATE in a WITH, but subqueries in RETURNING (which lose the column
     # types: created_at comes back as text).
     sqlite="UPDATE notify_deliveries SET attempts = attempts + 1, updated_at = $2 "
-    "WHERE id = $1 AND status = 'queued' "
+    "WHERE id IN (SELECT value FROM json_each($1)) AND status = 'queued' "
     "RETURNING id, event_id, user_id, channel, address, status, after_delivery_id, "
     + ", ".join(
         f"(SELECT {column} FROM {table} WHERE {key} = notify_deliveries.{ref}) AS {name}"
@@ -100,18 +104,56 @@ _UNCOUNT = db.Query(
     "notify.deliver.uncount",
     "UPDATE notify_deliveries SET attempts = attempts - 1 WHERE id = $1",
 )
+# Sends recorded: $1 the deliveries as [[id, status, provider_id], ...], $2 the time.
 _SENT = db.Query(
     "notify.deliver.sent",
-    "UPDATE notify_deliveries SET status = $2, provider_id = $3, updated_at = $4 WHERE id = $1",
-)
-_SENT_WITH_HISTORY = db.Query(
-    "notify.deliver.sent",
-    # PostgreSQL only: the outcome and its history entry in one round trip.
-    "WITH d AS (UPDATE notify_deliveries SET status = $2, provider_id = $3, updated_at = $4 "
-    "WHERE id = $1 RETURNING id) "
+    # PostgreSQL: the outcomes and their history entries in one round trip.
+    postgresql="WITH v AS (SELECT (x ->> 0)::bigint AS id, x ->> 1 AS status, "
+    "x ->> 2 AS provider_id FROM jsonb_array_elements($1::jsonb) AS x), "
+    "d AS (UPDATE notify_deliveries AS n SET status = v.status, provider_id = v.provider_id, "
+    "updated_at = $2 FROM v WHERE n.id = v.id RETURNING n.id, v.status) "
     "INSERT INTO notify_delivery_history (delivery_id, status, at, detail) "
-    "SELECT id, $2, $4, NULL FROM d",
+    "SELECT id, status, $2, NULL FROM d",
+    sqlite="UPDATE notify_deliveries SET status = v.value ->> 1, provider_id = v.value ->> 2, "
+    "updated_at = $2 FROM json_each($1) AS v WHERE notify_deliveries.id = v.value ->> 0",
 )
+_SENT_HISTORY = db.Query(
+    "notify.deliver.sent_history",
+    # SQLite: the history entries of _SENT, in its transaction.
+    "INSERT INTO notify_delivery_history (delivery_id, status, at, detail) "
+    "SELECT v.value ->> 0, v.value ->> 1, $2, NULL FROM json_each($1) AS v",
+)
+
+
+class DeliveryBatches:
+    """The statements delivery jobs share (see the module documentation): one per
+    notifier."""
+
+    __slots__ = ("database", "records", "takes")
+
+    def __init__(self, database: db.Database) -> None:
+        self.database = database
+        self.takes: db.Batches[int, db.Row | None] = db.Batches(self._take)
+        self.records: db.Batches[tuple[int, str, str | None], None] = db.Batches(self._record)
+
+    async def _take(self, ids: list[int]) -> list[db.Row | None]:
+        database = self.database
+        now = otp.current_node().clock.now()
+        key: Any = ids if is_postgresql(database) else json.dumps(ids)
+        rows = {row["id"]: row for row in await database.fetch(_TAKE, key, now)}
+        return [rows.get(delivery_id) for delivery_id in ids]
+
+    async def _record(self, sent: list[tuple[int, str, str | None]]) -> list[None]:
+        database = self.database
+        now = otp.current_node().clock.now()
+        rows = json.dumps(sent)
+        if is_postgresql(database):
+            await database.execute(_SENT, rows, now)
+        else:
+            async with database.transaction() as tx:
+                await tx.execute(_SENT, rows, now)
+                await tx.execute(_SENT_HISTORY, rows, now)
+        return [None] * len(sent)
 
 
 class DeliverWorker(jobs.Worker):
@@ -137,7 +179,7 @@ async def _deliver(
     database = notifier.database
     clock = otp.current_node().clock
     # Counted as an attempt from here (only a queued delivery is taken).
-    row = await database.fetch_one(_TAKE, delivery_id, clock.now())
+    row = await notifier.batches.takes.call(delivery_id)
     if row is None:
         if await database.fetch_one(_EXISTS, delivery_id) is None:
             return jobs.Discard(f"delivery {delivery_id} does not exist")
@@ -174,7 +216,7 @@ async def _deliver(
         raise
     if breaker is not None:
         breaker.record_success()
-    await _record_sent(database, meta, sent)
+    await _record_sent(notifier, meta, sent)
     if row["digest_id"] is not None:
         emit_digest("sent", {"events": ready.count}, **meta, digest_id=row["digest_id"])
     if after is not None:
@@ -278,16 +320,9 @@ class _Ready:
     count: int  # a digest's events
 
 
-async def _record_sent(database: db.Database, meta: dict[str, Any], sent: Sent) -> None:
+async def _record_sent(notifier: Notifier, meta: dict[str, Any], sent: Sent) -> None:
     status = "delivered" if sent.delivered else "sent"
-    now = otp.current_node().clock.now()
-    args = (meta["delivery_id"], status, sent.provider_id, now)
-    if is_postgresql(database):
-        await database.execute(_SENT_WITH_HISTORY, *args)
-    else:
-        async with database.transaction() as tx:
-            await tx.execute(_SENT, *args)
-            await add_history(tx, meta["delivery_id"], status, now, None)
+    await notifier.batches.records.call((meta["delivery_id"], status, sent.provider_id))
     emit_delivery(status, **meta, reason=None)
 
 

@@ -35,7 +35,7 @@ from trunkline import db, jobs, otp
 from .addresses import INAPP, WEBPUSH, list_push_subscriptions
 from .channel import Channel
 from .config import NotifyConfig, check_time_zone
-from .deliver import DeliverWorker
+from .deliver import DeliverWorker, DeliveryBatches
 from .deliveries import insert_delivery
 from .digests import DigestWorker, digest_key, emit_digest, gather, store_digested
 from .exceptions import InvalidConfig, InvalidNotification, UnknownCategory
@@ -157,6 +157,7 @@ class Notifier:
         if unknown:
             raise InvalidConfig(f"breakers: no channel named {', '.join(sorted(unknown))}")
         self.templates = Templates(config)
+        self.batches = DeliveryBatches(database)
         try:
             self.worker = DeliverWorker(self, queue=queue, max_attempts=max_attempts)
             self.digest_worker = DigestWorker(self, queue=queue, max_attempts=max_attempts)

@@ -1,0 +1,104 @@
+"""Concurrent calls of one kind, run a batch at a time: group commit without a timer.
+
+Many tasks that each need the same small statement (take this delivery, record that one as
+sent) would each pay a round trip, a transaction and a commit. :class:`Batches` gathers
+them instead: a call made while no batch runs starts one at once, with whatever else is
+waiting; calls made while a batch runs wait for it to end and go together in the next. A
+lone call waits for nothing, and the batches grow with the load.
+
+``run`` gets the items of a batch, in the order they came, and returns one result per item,
+in the same order. If it raises, every call of that batch raises the same error. A caller
+that stops waiting (cancelled, timed out) leaves its item in the batch if the batch has
+started: the statement runs for it all the same, which the statements this is for allow (a
+taken delivery is taken again by the job's retry; a record written is the truth).
+
+The batches run in a task of their own on the loop of the call that started them; it ends
+when nobody waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["Batches"]
+
+log = logging.getLogger("trunkline.db")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batches(Generic[T, R]):
+    """Runs concurrent calls in batches; see the module documentation.
+
+    Args:
+        run: runs one batch: the items in, one result per item out, in order.
+        max_batch: the most items a batch holds; the rest wait for the next.
+
+    Example::
+
+        takes = Batches(lambda ids: take_many(database, ids))
+        row = await takes.call(delivery_id)   # with every other take made meanwhile
+    """
+
+    __slots__ = ("_max_batch", "_run", "_running", "_waiting")
+
+    def __init__(
+        self, run: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_batch: int = 256
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch!r}")
+        self._run = run
+        self._max_batch = max_batch
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def call(self, item: T) -> R:
+        """``item``'s result, from the batch it goes in."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._waiting.append((item, future))
+        if self._running is None:
+            self._running = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._waiting:
+                waiting = self._waiting
+                batch = [entry for entry in waiting[: self._max_batch] if not entry[1].done()]
+                self._waiting = waiting[self._max_batch :]
+                if not batch:
+                    continue  # every caller of these gave up before they started
+                try:
+                    results = await self._run([item for item, _ in batch])
+                except Exception as error:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                if len(results) != len(batch):
+                    raise RuntimeError(f"a batch of {len(batch)} returned {len(results)} results")
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+            batch = []
+        except BaseException as error:
+            # A bug in ``run``, or the loop closing: nobody may be left waiting.
+            for _, future in (*batch, *self._waiting):
+                if future.done():
+                    continue
+                if isinstance(error, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(error)
+            self._waiting = []
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            log.error("a batch failed", exc_info=True)  # its callers have the error too
+        finally:
+            self._running = None
