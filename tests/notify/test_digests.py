@@ -192,18 +192,18 @@ async def test_a_seal_that_crashes_before_its_commit_leaves_the_digest_whole(
     async with setup_digests(backend) as r:
         await notify.set_address(r.database, 1, "email", "ada@example.com")
         ids = await mentions(r, ["a", "b", "c"], clock)
-        real = r.notifier._quiet_until
+        real = r.notifier.quiet_until
 
         async def crash(*args: Any) -> Any:
             raise ConnectionResetError("the node died mid-seal")
 
-        monkeypatch.setattr(r.notifier, "_quiet_until", crash)
+        monkeypatch.setattr(r.notifier, "quiet_until", crash)
         clock.jump(WINDOW_S)
         assert (await run_due(r)).retryable == 1
         assert await digests(r.database) == [("open", None)]  # rolled back: still open
         assert int(await r.database.fetch_val("SELECT count(*) FROM notify_events")) == 3
         ids += await mentions(r, ["d"], clock)  # still open: it joins
-        monkeypatch.setattr(r.notifier, "_quiet_until", real)
+        monkeypatch.setattr(r.notifier, "quiet_until", real)
         clock.jump(30)
         assert (await run_due(r)).completed == 3
         assert await digests(r.database) == [("sealed", ids)]

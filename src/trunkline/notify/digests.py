@@ -233,7 +233,7 @@ async def seal(notifier: Notifier, digest_id: int) -> EventResult | None:
             await tx.fetch_val(_INSERT_SUMMARY_EVENT, category, json.dumps(payload), now)
         )
         await tx.execute(_SET_SEALED, digest_id, json.dumps(event_ids), summary_id)
-        held_until = await notifier._quiet_until(tx, user_id, now)
+        held_until = await notifier.quiet_until(tx, user_id, now)
         deliveries = [
             await notifier._queue(tx, summary_id, user_id, channel, address, now, held_until, now)
             for (channel, _), address in targets.items()

@@ -33,6 +33,8 @@ from typing import Any, Protocol
 from trunkline import db, jobs, otp
 
 from .addresses import INAPP, WEBPUSH, list_push_subscriptions
+from .bulk import Pending, is_plain
+from .bulk import store as store_plain
 from .channel import Channel
 from .config import NotifyConfig, check_time_zone
 from .deliver import DeliverWorker, DeliveryBatches
@@ -70,6 +72,7 @@ _KNOWN_KEY = db.Query(
     "WHERE k.key = $1",
 )
 _SET_KEY = db.Query("notify.keys.set", "UPDATE notify_event_keys SET event_id = $2 WHERE key = $1")
+_ID_MIN, _ID_MAX = -(2**63), 2**63 - 1  # a BIGINT's range
 _INSERT_EVENT = db.Query(
     "notify.events.insert",
     "INSERT INTO notify_events (category, actor_id, payload, idempotency_key, critical, "
@@ -158,6 +161,7 @@ class Notifier:
             raise InvalidConfig(f"breakers: no channel named {', '.join(sorted(unknown))}")
         self.templates = Templates(config)
         self.batches = DeliveryBatches(database)
+        self._plain: db.Batches[Pending, EventResult | Exception] = db.Batches(self._store_plain)
         try:
             self.worker = DeliverWorker(self, queue=queue, max_attempts=max_attempts)
             self.digest_worker = DigestWorker(self, queue=queue, max_attempts=max_attempts)
@@ -208,12 +212,21 @@ class Notifier:
         users = _recipients(recipients)
         payload_text = _payload(payload)
         opened: list[dict[str, Any]] = []
-        args = (category, users, actor, payload_text, idempotency_key, critical, send_at, opened)
-        if tx is not None:
-            result = await self._send(tx, *args)
+        if tx is None and idempotency_key is None and is_plain(self, category):
+            # Stored with the plain events sent meanwhile (bulk.py).
+            stored = await self._plain.call(
+                Pending(category, users, actor, payload_text, critical, send_at)
+            )
+            if isinstance(stored, Exception):
+                raise stored
+            result = stored
         else:
-            async with self.database.transaction() as own:
-                result = await self._send(own, *args)
+            args = (category, users, actor, payload_text, idempotency_key, critical, send_at)
+            if tx is not None:
+                result = await self._send(tx, *args, opened)
+            else:
+                async with self.database.transaction() as own:
+                    result = await self._send(own, *args, opened)
         if otp.telemetry.has_handlers(EVENT_RECEIVED):
             otp.telemetry.execute(
                 EVENT_RECEIVED,
@@ -240,6 +253,24 @@ class Notifier:
             emit_digest("opened", {"count": 1}, **digest)
         return result
 
+    async def _store_plain(self, sends: list[Pending]) -> list[EventResult | Exception]:
+        """Store a batch of plain events in one transaction; if it fails, each alone, so
+        that one bad event fails only its own ``send``."""
+        try:
+            async with self.database.transaction() as tx:
+                return list(await store_plain(self, tx, sends))
+        except Exception as error:
+            if len(sends) == 1:
+                return [error]
+        results: list[EventResult | Exception] = []
+        for pending in sends:
+            try:
+                async with self.database.transaction() as tx:
+                    results += await store_plain(self, tx, [pending])
+            except Exception as error:
+                results.append(error)
+        return results
+
     def _check(
         self,
         category: object,
@@ -251,7 +282,9 @@ class Notifier:
         if not isinstance(category, str) or category not in self.config.categories:
             known = ", ".join(sorted(self.config.categories))
             raise UnknownCategory(f"unknown category {category!r}; configured: {known}")
-        if actor is not None and (isinstance(actor, bool) or not isinstance(actor, int)):
+        if actor is not None and (
+            isinstance(actor, bool) or not isinstance(actor, int) or not _ID_MIN <= actor <= _ID_MAX
+        ):
             raise InvalidNotification(f"actor must be a user id (int) or None, not {actor!r}")
         if not isinstance(critical, bool):
             raise InvalidNotification(f"critical must be True or False, not {critical!r}")
@@ -405,7 +438,7 @@ class Notifier:
                 )
                 continue
             if not quiet_checked and not critical:
-                held_until = self._quiet_until_of(recipient.settings, due)
+                held_until = self.quiet_until_of(recipient.settings, due)
             quiet_checked = True
             for address in targets:
                 queued = await self._queue(
@@ -431,7 +464,7 @@ class Notifier:
         after_s: float,
     ) -> list[DeliveryResult]:
         """Held deliveries on ``channel``, sent at ``later`` if ``inapp_id`` is unread."""
-        held_until = None if critical else self._quiet_until_of(settings, later)
+        held_until = None if critical else self.quiet_until_of(settings, later)
         detail = f"fallback: sent if in-app delivery {inapp_id} is not read by {later.isoformat()}"
         out = []
         for address in targets:
@@ -502,12 +535,12 @@ class Notifier:
         count = await tx.fetch_val(_RECENT_EVENTS, user_id, since)
         return int(count or 0) >= throttle.threshold
 
-    async def _quiet_until(
-        self, tx: db.Transaction, user_id: int, due: datetime
-    ) -> datetime | None:
-        return self._quiet_until_of(await get_user_settings(tx, user_id), due)
+    async def quiet_until(self, tx: db.Transaction, user_id: int, due: datetime) -> datetime | None:
+        """Until when ``user_id``'s quiet hours hold a delivery due at ``due``, or ``None``."""
+        return self.quiet_until_of(await get_user_settings(tx, user_id), due)
 
-    def _quiet_until_of(self, settings: UserSettings, due: datetime) -> datetime | None:
+    def quiet_until_of(self, settings: UserSettings, due: datetime) -> datetime | None:
+        """Until when quiet hours in ``settings`` hold a delivery due at ``due``, or ``None``."""
         if settings.quiet_hours is None:
             return None
         zone = check_time_zone(settings.time_zone or self.config.default_time_zone)
@@ -521,7 +554,7 @@ def _recipients(recipients: object) -> list[int]:
     if not users:
         raise InvalidNotification("recipients is empty: an event is for at least one user")
     for user in users:
-        if isinstance(user, bool) or not isinstance(user, int):
+        if isinstance(user, bool) or not isinstance(user, int) or not _ID_MIN <= user <= _ID_MAX:
             raise InvalidNotification(f"recipients must be user ids (ints), not {user!r}")
     return users
 
