@@ -118,3 +118,31 @@ async def test_a_run_that_miscounts_its_results_fails_its_callers() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         db.Batches(Doubler(), max_batch=0)
+
+
+async def test_lanes_run_that_many_batches_at_once() -> None:
+    run = Doubler()
+    batches: db.Batches[int, int] = db.Batches(run, lanes=2)
+    run.gate.clear()
+    calls = [asyncio.ensure_future(batches.call(n)) for n in range(1, 4)]
+    await started(calls)  # the first lane takes all three
+    late = [asyncio.ensure_future(batches.call(n)) for n in range(4, 6)]
+    await started(late)  # the second lane takes these, while the first is held
+    assert run.batches == [[1, 2, 3], [4, 5]]
+    run.gate.set()
+    assert [await task for task in [*calls, *late]] == [2, 4, 6, 8, 10]
+    # Both lanes free again: the next call runs at once.
+    assert await batches.call(6) == 12
+    assert run.batches[-1] == [6]
+
+
+async def test_a_call_right_after_a_lane_ends_is_not_left_waiting() -> None:
+    run = Doubler()
+    batches: db.Batches[int, int] = db.Batches(run)
+    for n in range(20):
+        assert await batches.call(n) == 2 * n  # each as the last lane just ended
+
+
+def test_lanes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="lanes"):
+        db.Batches(Doubler(), lanes=0)

@@ -4,7 +4,9 @@ Many tasks that each need the same small statement (take this delivery, record t
 sent) would each pay a round trip, a transaction and a commit. :class:`Batches` gathers
 them instead: a call made while no batch runs starts one at once, with whatever else is
 waiting; calls made while a batch runs wait for it to end and go together in the next. A
-lone call waits for nothing, and the batches grow with the load.
+lone call waits for nothing, and the batches grow with the load. With ``lanes`` above one,
+that many batches may run at once (each a transaction of its own, say): a call starts a
+batch whenever a lane is free.
 
 ``run`` gets the items of a batch, in the order they came, and returns one result per item,
 in the same order. If it raises, every call of that batch raises the same error. A caller
@@ -12,8 +14,8 @@ that stops waiting (cancelled, timed out) leaves its item in the batch if the ba
 started: the statement runs for it all the same, which the statements this is for allow (a
 taken delivery is taken again by the job's retry; a record written is the truth).
 
-The batches run in a task of their own on the loop of the call that started them; it ends
-when nobody waits.
+The batches of a lane run in a task of its own on the loop of the call that started it; it
+ends when nobody waits.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Batches(Generic[T, R]):
     Args:
         run: runs one batch: the items in, one result per item out, in order.
         max_batch: the most items a batch holds; the rest wait for the next.
+        lanes: the most batches that run at once.
 
     Example::
 
@@ -44,25 +47,32 @@ class Batches(Generic[T, R]):
         row = await takes.call(delivery_id)   # with every other take made meanwhile
     """
 
-    __slots__ = ("_max_batch", "_run", "_running", "_waiting")
+    __slots__ = ("_lanes", "_max_batch", "_run", "_running", "_waiting")
 
     def __init__(
-        self, run: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_batch: int = 256
+        self,
+        run: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 256,
+        lanes: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch!r}")
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, not {lanes!r}")
         self._run = run
         self._max_batch = max_batch
+        self._lanes = lanes
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._running: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()  # a task per busy lane
 
     async def call(self, item: T) -> R:
         """``item``'s result, from the batch it goes in."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._waiting.append((item, future))
-        if self._running is None:
-            self._running = loop.create_task(self._drain())
+        if len(self._running) < self._lanes:
+            self._running.add(loop.create_task(self._drain()))
         return await future
 
     async def _drain(self) -> None:
@@ -101,4 +111,6 @@ class Batches(Generic[T, R]):
                 raise
             log.error("a batch failed", exc_info=True)  # its callers have the error too
         finally:
-            self._running = None
+            # At once, not in a done callback: a call made after this lane found nothing
+            # waiting must find the lane free.
+            self._running.discard(asyncio.current_task())

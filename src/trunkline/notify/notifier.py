@@ -73,6 +73,10 @@ _KNOWN_KEY = db.Query(
 )
 _SET_KEY = db.Query("notify.keys.set", "UPDATE notify_event_keys SET event_id = $2 WHERE key = $1")
 _ID_MIN, _ID_MAX = -(2**63), 2**63 - 1  # a BIGINT's range
+# Batches of plain events written at once: each a transaction of a few statements, so that
+# senders do not all wait behind one (measured: 4 lanes send 15-20% more than 1 with 8 to
+# 32 senders; the pool has 10 connections).
+_PLAIN_LANES = 4
 _INSERT_EVENT = db.Query(
     "notify.events.insert",
     "INSERT INTO notify_events (category, actor_id, payload, idempotency_key, critical, "
@@ -161,7 +165,9 @@ class Notifier:
             raise InvalidConfig(f"breakers: no channel named {', '.join(sorted(unknown))}")
         self.templates = Templates(config)
         self.batches = DeliveryBatches(database)
-        self._plain: db.Batches[Pending, EventResult | Exception] = db.Batches(self._store_plain)
+        self._plain: db.Batches[Pending, EventResult | Exception] = db.Batches(
+            self._store_plain, lanes=_PLAIN_LANES
+        )
         try:
             self.worker = DeliverWorker(self, queue=queue, max_attempts=max_attempts)
             self.digest_worker = DigestWorker(self, queue=queue, max_attempts=max_attempts)
