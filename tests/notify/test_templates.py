@@ -83,8 +83,9 @@ async def test_html_is_autoescaped_and_text_is_not(backend: Backend) -> None:
 
 
 async def test_a_template_that_fails_to_render_fails_the_delivery(backend: Backend) -> None:
-    async with setup(backend) as r:
-        (backend.templates / "news" / "sms.en.text").write_text("{{ 1 // payload.zero }}")
+    config = make_config(backend.templates)
+    (backend.templates / "news" / "sms.en.text").write_text("{{ 1 // payload.zero }}")
+    async with setup(backend, config=config) as r:
         await notify.set_address(r.database, 1, "sms", "+33600000001")
         result = await r.notifier.send("news", [1], payload={"zero": 0})
         assert (await r.run()).discarded == 1

@@ -140,7 +140,10 @@ class Templates:
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=lambda name: name is not None and name.endswith(".html"),
             keep_trailing_newline=False,
+            auto_reload=False,  # compiled once, below: no stat of the file per render
         )
+        self._compiled: dict[str, jinja2.Template] = {}
+        self._parts: dict[tuple[str, str, str], list[tuple[str, jinja2.Template]]] = {}
         self._fallback = config.fallback_locale
         self._known = set(self._env.list_templates())
         needed = [
@@ -163,11 +166,16 @@ class Templates:
             if not name.endswith((".subject", ".text", ".html")):
                 continue  # not a template of ours: a README, an editor's backup
             try:
-                self._env.get_template(name)  # a syntax error shows now, not at send time
+                # A syntax error shows now, not at send time.
+                self._compiled[name] = self._env.get_template(name)
             except jinja2.TemplateSyntaxError as error:
                 raise InvalidConfig(
                     f"template {name!r}: {error.message} (line {error.lineno})"
                 ) from None
+
+    def _template(self, name: str) -> jinja2.Template:
+        template = self._compiled.get(name)
+        return template if template is not None else self._env.get_template(name)
 
     @staticmethod
     def name(category: str, channel: str, locale: str, part: str) -> str:
@@ -193,11 +201,14 @@ class Templates:
             division by zero...).
         """
         chosen = self.locale_for(category, channel, locale)
+        templates = self._parts.get((category, channel, chosen))
+        if templates is None:  # one entry per template set: bounded
+            templates = self._parts[(category, channel, chosen)] = [
+                (part, self._template(self.name(category, channel, chosen, part)))
+                for part in parts_of(channel)
+            ]
         context = {**context, "locale": chosen}
-        parts = {
-            part: self._env.get_template(self.name(category, channel, chosen, part)).render(context)
-            for part in parts_of(channel)
-        }
+        parts = {part: template.render(context) for part, template in templates}
         return Rendered(
             subject=parts["subject"].strip() if "subject" in parts else None,
             text=parts["text"],
