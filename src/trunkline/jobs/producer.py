@@ -18,7 +18,9 @@ While the queue is busy, the producer takes a few jobs *ahead* of the free slots
 executor holds and starts the moment a slot frees: a job that ends is followed at once, not
 after a fetch's round trip. How many is what the queue starts in ``AHEAD_S`` at its rate of
 the last moments (never more than its limit), so a busy queue of short jobs keeps a small
-reserve and a queue of long or rare jobs takes none, leaving them to other nodes. A held job
+reserve and a queue of long or rare jobs takes none, leaving them to other nodes. While
+every slot is busy the reserve is topped up once half of it is gone, so a busy queue
+fetches once per half reserve rather than once per job that ends. A held job
 is executing on this node in the database (its attempt counted, like a running one); pausing
 or draining the queue gives the held ones back (available again, attempt returned), and a
 crash or a dead node leaves them to be put back or rescued like any other.
@@ -214,8 +216,11 @@ class Producer(Stage):
         queue = self.queue
         if queue.paused or self.stopping:
             return None
-        count = min(self.demand, queue.limit + self._ahead() - self.running)
-        if count <= 0:
+        ahead = self._ahead()
+        count = min(self.demand, queue.limit + ahead - self.running)
+        if count <= 0 or 2 * queue.held > ahead:
+            # Nothing to take; or every slot is busy and the reserve more than half full:
+            # it is topped up when half gone, a fetch per half reserve, not per job ended.
             return None
         try:
             rows = await queue.engine.fetch(
