@@ -146,3 +146,29 @@ async def test_a_call_right_after_a_lane_ends_is_not_left_waiting() -> None:
 def test_lanes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="lanes"):
         db.Batches(Doubler(), lanes=0)
+
+
+def test_batches_outlive_the_loop_a_lane_ran_on() -> None:
+    run = Doubler()
+    batches: db.Batches[int, int] = db.Batches(run)
+
+    async def held_when_the_loop_closes() -> None:
+        run.gate.clear()
+        call = asyncio.ensure_future(batches.call(1))
+        await run.entered.wait()
+        call.cancel()  # the lane's task stays pending on this loop, which then closes
+
+    first = asyncio.new_event_loop()
+    first.run_until_complete(held_when_the_loop_closes())
+    first.close()
+
+    async def on_a_new_loop() -> int:
+        run.gate = asyncio.Event()
+        run.gate.set()
+        return await batches.call(2)
+
+    second = asyncio.new_event_loop()
+    try:
+        assert second.run_until_complete(on_a_new_loop()) == 4
+    finally:
+        second.close()

@@ -71,11 +71,19 @@ class Batches(Generic[T, R]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._waiting.append((item, future))
-        if len(self._running) < self._lanes:
-            self._running.add(loop.create_task(self._drain()))
+        running = self._running
+        if len(running) >= self._lanes:
+            # A lane whose loop closed under it never reached its ``finally``: it is done,
+            # or left pending on a loop that will not run it again.
+            running.difference_update(
+                [task for task in running if task.done() or task.get_loop() is not loop]
+            )
+        if len(running) < self._lanes:
+            running.add(loop.create_task(self._drain()))
         return await future
 
     async def _drain(self) -> None:
+        lane = asyncio.current_task()
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._waiting:
@@ -97,6 +105,8 @@ class Batches(Generic[T, R]):
                     if not future.done():
                         future.set_result(result)
             batch = []
+        except GeneratorExit:
+            raise  # closed with its loop, never to run again: nobody is left to tell
         except BaseException as error:
             # A bug in ``run``, or the loop closing: nobody may be left waiting.
             for _, future in (*batch, *self._waiting):
@@ -113,4 +123,4 @@ class Batches(Generic[T, R]):
         finally:
             # At once, not in a done callback: a call made after this lane found nothing
             # waiting must find the lane free.
-            self._running.discard(asyncio.current_task())
+            self._running.discard(lane)
