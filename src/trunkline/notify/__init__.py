@@ -60,6 +60,7 @@ from .inbox import (
 )
 from .migrations import COMPONENT, MIGRATIONS, STATUSES
 from .notifier import Breaker, Notifier
+from .open_channels import OpenChannels
 from .preferences import (
     UserSettings,
     get_preferences,
@@ -108,6 +109,7 @@ __all__ = [
     "Notifier",
     "NotifyConfig",
     "NotifyError",
+    "OpenChannels",
     "PermanentFailure",
     "PushSubscription",
     "QuietHours",

@@ -94,16 +94,20 @@ async def start_jobs(context: NodeContext, tree: ChatTree | None = None) -> otp.
     """
     settings = context.settings
     queues = settings.jobs.queues
+    plugins = []
     if tree is not None:
         try:
-            await start_notifier(context, tree)
+            notifier = await start_notifier(context, tree)
         except (notify.NotifyError, ValueError) as error:  # a channel refusing its settings
             raise _Failure(f"cannot start notifications: {error}") from None
         queues = queues_with_notify(context)
+        # Webhooks keep their connections alive while the queues run.
+        plugins.append(notify.OpenChannels(notifier.channels.values()))
     jobs = Jobs(
         context.require_database(),
         registry=context.workers,
         queues=queues,
+        plugins=plugins,
         shutdown_grace_s=settings.shutdown_grace_s,
         metrics_interval_s=settings.jobs.metrics_interval_s,
         migrate=False,  # DatabaseServer applied every component's migrations
