@@ -7,6 +7,11 @@ resolves the host once, refuses it if any address it resolves to is not a public
 address, and pins the connection to exactly those addresses: a name that resolves to a
 public address for the check and to a private one for the connection (DNS rebinding) gains
 nothing.
+
+A name's addresses are kept for :data:`RESOLVED_TTL_S` (as aiohttp's own resolver cache
+does): a busy webhook target is looked up once in a while, not once per send (each lookup a
+hop to a thread of the loop's executor). The guard checks the kept addresses on every send
+all the same, and a failed lookup is not kept.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -22,6 +28,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+from trunkline.otp import current_node
 
 from ..channel import PermanentFailure, TransientFailure
 
@@ -120,7 +128,18 @@ async def check_url(url: str, allow: AllowList) -> Target:
     return Target(url, host, port, addresses)
 
 
-async def _resolve(host: str, port: int) -> tuple[tuple[socket.AddressFamily, str], ...]:
+RESOLVED_TTL_S = 10.0
+"""How long a name's addresses are kept."""
+_RESOLVED_MAX = 1_024  # names kept at most; the oldest go first
+
+Addresses = tuple[tuple[socket.AddressFamily, str], ...]
+# Per event loop: each has its own clock (a test's virtual one, say).
+_resolved_by_loop: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, OrderedDict[tuple[str, int], tuple[float, Addresses]]
+] = weakref.WeakKeyDictionary()
+
+
+async def _resolve(host: str, port: int) -> Addresses:
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -128,6 +147,24 @@ async def _resolve(host: str, port: int) -> tuple[tuple[socket.AddressFamily, st
     else:  # an IP literal resolves to itself: no lookup (a thread hop) needed
         family = socket.AF_INET if literal.version == 4 else socket.AF_INET6
         return ((family, str(literal)),)
+    now = current_node().clock.monotonic()
+    loop = asyncio.get_running_loop()
+    resolved = _resolved_by_loop.get(loop)
+    if resolved is None:
+        resolved = _resolved_by_loop[loop] = OrderedDict()
+    key = (host.lower(), port)
+    kept = resolved.get(key)
+    if kept is not None and kept[0] > now:
+        return kept[1]
+    addresses = await _look_up(host, port)
+    resolved[key] = (now + RESOLVED_TTL_S, addresses)
+    resolved.move_to_end(key)
+    while len(resolved) > _RESOLVED_MAX:
+        resolved.popitem(last=False)
+    return addresses
+
+
+async def _look_up(host: str, port: int) -> Addresses:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
