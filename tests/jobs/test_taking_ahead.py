@@ -5,9 +5,11 @@ cancelled."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from job_backends import Backend, Concurrency, eventually, running
+from job_backends import Backend, Concurrency, eventually, running, wait_for_state
 
 from trunkline import db, jobs
 
@@ -61,6 +63,22 @@ async def held_jobs(node: jobs.Jobs, scenario: Blocked) -> None:
     await eventually(check, "two blockers run and two are held")
 
 
+@asynccontextmanager
+async def holding(
+    backend: Backend,
+) -> AsyncIterator[tuple[Blocked, db.Database, jobs.Jobs, list[jobs.Job]]]:
+    """A queue running two blockers and holding two more: the scenario, the database, the
+    node and the blockers."""
+    scenario = Blocked()
+    async with (
+        backend.database() as database,
+        running(database, scenario.registry, queues={"default": LIMIT}) as node,
+    ):
+        blockers = await scenario.enqueue(database)
+        await held_jobs(node, scenario)
+        yield scenario, database, node, blockers
+
+
 async def executing(database: db.Database) -> set[int]:
     return {job.id for job in await jobs.list_jobs(database, state="executing")}
 
@@ -68,19 +86,13 @@ async def executing(database: db.Database) -> set[int]:
 async def test_a_busy_queue_holds_jobs_ahead_and_runs_no_more_than_its_limit(
     backend: Backend,
 ) -> None:
-    scenario = Blocked()
-    async with (
-        backend.database() as database,
-        running(database, scenario.registry, queues={"default": LIMIT}) as node,
-    ):
-        blockers = await scenario.enqueue(database)
-        await held_jobs(node, scenario)
+    async with holding(backend) as (scenario, database, _, blockers):
         # Two running, two held, both taken in the database: the held ones are blockers.
         taken = await executing(database)
         assert set(scenario.started) < taken <= {job.id for job in blockers}
         scenario.gate.set()
         for job in blockers:
-            done = await _wait_completed(database, job.id)
+            done = await wait_for_state(database, job.id, "completed")
             assert done.attempt == 1
         assert scenario.counter.most == LIMIT
         assert scenario.counter.done == QUICK + BLOCKERS
@@ -88,13 +100,7 @@ async def test_a_busy_queue_holds_jobs_ahead_and_runs_no_more_than_its_limit(
 
 
 async def test_pausing_gives_back_the_held_jobs(backend: Backend) -> None:
-    scenario = Blocked()
-    async with (
-        backend.database() as database,
-        running(database, scenario.registry, queues={"default": LIMIT}) as node,
-    ):
-        blockers = await scenario.enqueue(database)
-        await held_jobs(node, scenario)
+    async with holding(backend) as (scenario, database, node, blockers):
         held = await executing(database) - set(scenario.started)
         await node.pause("default")
         assert (await node.queue_info("default")).running == LIMIT
@@ -111,24 +117,18 @@ async def test_pausing_gives_back_the_held_jobs(backend: Backend) -> None:
 
         scenario.gate.set()  # the running two finish; nothing starts while paused
         for job_id in scenario.started:
-            await _wait_completed(database, job_id)
+            await wait_for_state(database, job_id, "completed")
         assert len(scenario.started) == LIMIT
         stats = await jobs.queue_stats(database)
         assert stats["default"]["available"] == BLOCKERS - LIMIT
 
         await node.resume("default")
         for job in blockers:
-            assert (await _wait_completed(database, job.id)).attempt == 1
+            assert (await wait_for_state(database, job.id, "completed")).attempt == 1
 
 
 async def test_a_cancelled_held_job_never_runs(backend: Backend) -> None:
-    scenario = Blocked()
-    async with (
-        backend.database() as database,
-        running(database, scenario.registry, queues={"default": LIMIT}) as node,
-    ):
-        blockers = await scenario.enqueue(database)
-        await held_jobs(node, scenario)
+    async with holding(backend) as (scenario, database, node, blockers):
         victim = min(await executing(database) - set(scenario.started))
         cancelled = await node.cancel_job(victim)
         assert cancelled is not None
@@ -136,7 +136,7 @@ async def test_a_cancelled_held_job_never_runs(backend: Backend) -> None:
         scenario.gate.set()
         for job in blockers:
             if job.id != victim:
-                await _wait_completed(database, job.id)
+                await wait_for_state(database, job.id, "completed")
         assert victim not in scenario.started
         assert len(scenario.started) == BLOCKERS - 1
         after = await jobs.get_job(database, victim)
@@ -161,15 +161,3 @@ async def test_stopping_gives_back_the_held_jobs(backend: Backend) -> None:
             back = await jobs.get_job(database, job.id)
             assert back is not None
             assert (back.state, back.attempt) == ("available", 0)
-
-
-async def _wait_completed(database: db.Database, job_id: int) -> jobs.Job:
-    found: list[jobs.Job] = []
-
-    async def check() -> bool:
-        job = await jobs.get_job(database, job_id)
-        found[:] = [job] if job is not None else []
-        return job is not None and job.state == "completed"
-
-    await eventually(check, f"job {job_id} completed")
-    return found[0]

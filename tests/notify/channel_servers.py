@@ -168,6 +168,20 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+def port_recorder() -> tuple[web.Application, list[int]]:
+    """An app whose ``POST /hook`` answers 200 and records each request's client port: one
+    port for several requests is one kept-alive connection."""
+    ports: list[int] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    return app, ports
+
+
 @dataclass
 class Received:
     headers: dict[str, str]

@@ -8,8 +8,14 @@ import json
 import time
 
 import pytest
-from aiohttp import web
-from channel_servers import Receiver, delivery, free_port, serve, webhook_receiver
+from channel_servers import (
+    Receiver,
+    delivery,
+    free_port,
+    port_recorder,
+    serve,
+    webhook_receiver,
+)
 
 from trunkline.notify import Channel, PermanentFailure, Rendered, Sent, TransientFailure
 from trunkline.notify.channels import (
@@ -247,14 +253,7 @@ def test_settings_are_checked(overrides: dict[str, object], option: str) -> None
 
 @pytest.mark.real_clock
 async def test_an_open_channel_keeps_its_connection_and_still_refuses_internal_addresses() -> None:
-    ports: list[int] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
+    app, ports = port_recorder()
     async with serve(app) as base:
         async with local() as channel:
             for _ in range(3):

@@ -4,8 +4,7 @@ run, and close them when it stops."""
 from __future__ import annotations
 
 import pytest
-from aiohttp import web
-from channel_servers import delivery, serve
+from channel_servers import delivery, port_recorder, serve
 from notify_helpers import RecordingChannel
 
 from trunkline import db, jobs, notify, otp
@@ -18,14 +17,7 @@ MESSAGE = Rendered(subject="s", text="t", html=None, data={})
 
 @pytest.mark.real_clock
 async def test_a_nodes_webhooks_are_open_while_it_runs(tmp_path: object) -> None:
-    ports: list[int] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
+    app, ports = port_recorder()
     webhook = WebhookChannel(WebhookSettings(secret=SECRET, allow=("127.0.0.1",)))
     plugin = notify.OpenChannels([webhook, RecordingChannel("email")])
     assert plugin.channels == [webhook]  # the one that opens
