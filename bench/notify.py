@@ -20,7 +20,9 @@ record when each message arrives.
   the receiver has the last message. Baseline: *the bare receiver*: the
   same number of messages sent straight to it at the queue's concurrency (aiohttp POSTs
   through one session; ``aiosmtplib.send``, one connection per message, as the channel does).
-  Each run prints how busy the node's process was (CPU seconds per second).
+  Each run prints how busy the node's process was (CPU seconds per second). The webhook
+  figures are the median of three runs (one with ``--quick``), each on a fresh store: the
+  host's speed varies from run to run.
 - **The delivery side alone** (webhook): the same events all sent while the queue is paused,
   then timed from its resumption until the last arrives: the queue and the channel without
   the senders. Baselines: the bare POSTs, and bare POSTs with a session (a connection) each,
@@ -91,10 +93,11 @@ class Counts:
     webhook: int
     smtp: int
     latency_s: float
+    rounds: int  # webhook runs, each on a fresh store: their median is the figure
 
 
-FULL = Counts(webhook=10_000, smtp=3_000, latency_s=15.0)
-QUICK = Counts(webhook=600, smtp=200, latency_s=3.0)
+FULL = Counts(webhook=10_000, smtp=3_000, latency_s=15.0, rounds=3)
+QUICK = Counts(webhook=600, smtp=200, latency_s=3.0, rounds=1)
 
 
 # -- the receivers ---------------------------------------------------------------------------------
@@ -477,9 +480,19 @@ async def main(options: Options) -> dict[str, float]:
         bare_mail = await bare_smtp(receivers, counts.smtp, options.limit)
         for kind, prefix in (("postgresql", ""), ("sqlite", "sqlite_")):
             print(f"{kind}:", flush=True)
-            webhook = await max_rate(stores, kind, receivers, WEBHOOK, counts.webhook, options)
-            queued = await max_rate(
-                stores, kind, receivers, WEBHOOK, counts.webhook, options, queued_first=True
+            webhook = statistics.median(
+                [
+                    await max_rate(stores, kind, receivers, WEBHOOK, counts.webhook, options)
+                    for _ in range(counts.rounds)
+                ]
+            )
+            queued = statistics.median(
+                [
+                    await max_rate(
+                        stores, kind, receivers, WEBHOOK, counts.webhook, options, queued_first=True
+                    )
+                    for _ in range(counts.rounds)
+                ]
             )
             smtp = await max_rate(stores, kind, receivers, EMAIL, counts.smtp, options)
             p50, p99 = await latency(stores, kind, receivers, webhook / 2, options)
