@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trunkline import db, jobs, otp
 
 from .addresses import INAPP, WEBPUSH
 from .deliveries import is_postgresql
-from .preferences import get_recipients, preference_allows
+from .preferences import Recipient, get_recipients, preference_allows
 from .results import DeliveryResult, EventResult
 
 if TYPE_CHECKING:
@@ -128,7 +128,9 @@ async def store(notifier: Notifier, tx: db.Transaction, sends: list[Pending]) ->
     """Store ``sends`` (plain events) in ``tx``: their events, deliveries and jobs."""
     postgres = is_postgresql(tx)
     now = otp.current_node().clock.now()
-    event_ids = [
+    # RETURNING follows no promised order; ids are drawn in the order of the SELECT, so the
+    # i-th smallest is the i-th row's (as for the jobs' insert_many).
+    event_ids = sorted(
         row[0]
         for row in await tx.fetch(
             _INSERT_EVENTS,
@@ -140,7 +142,7 @@ async def store(notifier: Notifier, tx: db.Transaction, sends: list[Pending]) ->
             ),
             now,
         )
-    ]
+    )
     users = sorted({user for s in sends for user in s.users})
     recipients = await get_recipients(tx, users)
     recent = await _recent(notifier, tx, users, now)
@@ -162,7 +164,7 @@ async def store(notifier: Notifier, tx: db.Transaction, sends: list[Pending]) ->
                 for r in rows
             ]
         )
-        ids = [row[0] for row in await tx.fetch(_INSERT_DELIVERIES, stored, now)]
+        ids = sorted(row[0] for row in await tx.fetch(_INSERT_DELIVERIES, stored, now))
         if not postgres:
             histories = [[i, r.status, r.detail] for i, r in zip(ids, rows, strict=True)]
             await tx.execute(_ADD_HISTORIES, json.dumps(histories), now)
@@ -217,7 +219,7 @@ async def _recent(
 def _decide(
     notifier: Notifier,
     sends: list[Pending],
-    recipients: dict[int, Any],
+    recipients: dict[int, Recipient],
     recent: dict[int, int],
     now: datetime,
 ) -> list[_Row]:
