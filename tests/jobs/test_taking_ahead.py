@@ -41,11 +41,11 @@ class Blocked:
 
         self.quick, self.blocker = quick, blocker
 
-    async def enqueue(self, database: db.Database) -> list[jobs.Job]:
+    async def enqueue(self, database: db.Database, blockers: int = BLOCKERS) -> list[jobs.Job]:
         """The quick jobs, then the blockers (a lower priority, so they come after)."""
         await jobs.enqueue_many(database, [self.quick.new({"n": n}) for n in range(QUICK)])
         return await jobs.enqueue_many(
-            database, [self.blocker.new({"n": n}, priority=5) for n in range(BLOCKERS)]
+            database, [self.blocker.new({"n": n}, priority=5) for n in range(blockers)]
         )
 
 
@@ -65,18 +65,18 @@ async def held_jobs(node: jobs.Jobs, scenario: Blocked) -> None:
 
 @asynccontextmanager
 async def holding(
-    backend: Backend,
+    backend: Backend, blockers: int = BLOCKERS
 ) -> AsyncIterator[tuple[Blocked, db.Database, jobs.Jobs, list[jobs.Job]]]:
-    """A queue running two blockers and holding two more: the scenario, the database, the
-    node and the blockers."""
+    """A queue running two of ``blockers`` and holding two more: the scenario, the
+    database, the node and the blockers."""
     scenario = Blocked()
     async with (
         backend.database() as database,
         running(database, scenario.registry, queues={"default": LIMIT}) as node,
     ):
-        blockers = await scenario.enqueue(database)
+        stored = await scenario.enqueue(database, blockers)
         await held_jobs(node, scenario)
-        yield scenario, database, node, blockers
+        yield scenario, database, node, stored
 
 
 async def executing(database: db.Database) -> set[int]:
@@ -161,3 +161,19 @@ async def test_stopping_gives_back_the_held_jobs(backend: Backend) -> None:
             back = await jobs.get_job(database, job.id)
             assert back is not None
             assert (back.state, back.attempt) == ("available", 0)
+
+
+async def test_a_higher_limit_starts_the_held_jobs_at_once(backend: Backend) -> None:
+    # Two run, two are held, none is left to fetch: only the executor can start them.
+    async with holding(backend, blockers=2 * LIMIT) as (scenario, _, node, blockers):
+        await node.scale("default", 2 * LIMIT, local_only=True)
+
+        async def four_run() -> bool:
+            return len(scenario.started) == 2 * LIMIT
+
+        # Without any job ending: the held two start as soon as the limit allows.
+        await eventually(four_run, "the held jobs start")
+        assert (await node.queue_info("default")).running == 2 * LIMIT
+        scenario.gate.set()
+        for job in blockers:
+            await wait_for_state(node.database, job.id, "completed")

@@ -43,7 +43,7 @@ from .execution import Outcome, backoff_s, error_entry, execute
 from .job import Job
 from .queue import MAX_LIMIT, Queue
 
-__all__ = ["CANCELLED", "RELEASE", "Drop", "Executor", "Finished"]
+__all__ = ["CANCELLED", "RELEASE", "START", "Drop", "Executor", "Finished"]
 
 log = logging.getLogger("trunkline.jobs")
 
@@ -52,6 +52,8 @@ CANCELLED = ("shutdown", "cancelled")
 
 RELEASE = "release"
 """To the executor: give back the jobs it holds (the queue pauses or drains)."""
+START = "start"
+"""To the executor: the limit changed, start the held jobs it now allows."""
 _REPORT = "report"
 
 
@@ -152,6 +154,9 @@ class Executor(Stage):
             self._report()
         elif message == RELEASE:
             self._release()
+        elif message == START:
+            if self.held:
+                self._start()
         elif kind is Drop:
             self._drop(message.job_id)
         else:

@@ -50,7 +50,7 @@ from .acks import Acks
 from .backoff import database_retry_s
 from .exceptions import MalformedJob
 from .execution import quarantine
-from .executor import RELEASE, Finished
+from .executor import RELEASE, START, Finished
 from .job import Job
 from .queue import MAX_LIMIT, Queue, QueueInfo
 from .queue_settings import QueueSettings
@@ -256,9 +256,12 @@ class Producer(Stage):
 
     def _release_held(self) -> None:
         """Have the executor give back the jobs it holds (paused, or draining)."""
+        self._tell_executor(RELEASE)
+
+    def _tell_executor(self, message: str) -> None:
         executor = otp.resolve(self.queue.name_of("executor"))
         if executor is not None:
-            otp.send(executor, RELEASE)
+            otp.send(executor, message)
 
     async def _read_settings(self) -> None:
         """Apply what changed in the queue's stored settings since this node last saw them
@@ -286,6 +289,7 @@ class Producer(Stage):
         if limit is not None and (seen is None or limit != seen.limit):
             if type(limit) is int and 1 <= limit <= MAX_LIMIT:
                 queue.limit = limit
+                self._tell_executor(START)
             else:
                 log.warning("queue %r: ignored a stored limit of %r", queue.name, limit)
 
@@ -331,6 +335,7 @@ class Producer(Stage):
                 return self._info()
             case ("scale", int(limit)) if 1 <= limit <= MAX_LIMIT:
                 queue.limit = limit
+                self._tell_executor(START)  # a higher limit starts held jobs at once
                 self._queue_work()
                 return self._info()
             case "drain":
