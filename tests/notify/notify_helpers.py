@@ -8,8 +8,6 @@ overrides ``clock`` with :func:`mock_clock`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pg
+import statement_waits
 from trunkline import db, jobs, notify, otp
 from trunkline.jobs.engine import engine_for
 from trunkline.jobs.testing import DrainResult, drain
@@ -210,25 +209,5 @@ async def run_due(recording: Recording) -> DrainResult:
 async def eventually(
     check: Callable[[], Awaitable[bool]], what: str, *, timeout_s: float = 120.0
 ) -> None:
-    """Wait until ``check()`` is true, for a running queue: checked again after each
-    statement the database runs, or after a second of virtual time without one.
-
-    Raises:
-        AssertionError: still false after ``timeout_s`` of virtual time.
-    """
-    clock = otp.current_node().clock
-    deadline = clock.monotonic() + timeout_s
-    activity = asyncio.Event()
-
-    def on_statement(*_: object) -> None:
-        activity.set()
-
-    with otp.telemetry.attached(
-        ("notify-eventually", object()), [(*db.QUERY_EVENT, "stop")], on_statement
-    ):
-        while not await check():
-            activity.clear()
-            if clock.monotonic() > deadline:
-                raise AssertionError(f"never happened within {timeout_s}s: {what}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(activity.wait(), 1.0)
+    """:func:`statement_waits.eventually`, with the longer wait of a running notify queue."""
+    await statement_waits.eventually(check, what, timeout_s=timeout_s)
