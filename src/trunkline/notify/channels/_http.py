@@ -1,5 +1,5 @@
-"""What the HTTP channels share: the guard that keeps them off internal networks, and a
-client session whose connections go only to the addresses the guard checked.
+"""What the HTTP channels share: the guard that keeps them off internal networks (their
+client, ``http_client.py``, connects only to the addresses the guard checked).
 
 Webhook URLs and push endpoints come from users, so a send could otherwise be aimed at the
 node's own network (``http://169.254.169.254/`` or an admin port on ``127.0.0.1``). The guard
@@ -21,13 +21,9 @@ import ipaddress
 import socket
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from trunkline.otp import current_node
 
@@ -180,116 +176,6 @@ async def _look_up(host: str, port: int) -> Addresses:
     if not found:
         raise PermanentFailure(f"{host} has no IPv4 or IPv6 address")
     return tuple(found)
-
-
-class _PinnedResolver(AbstractResolver):
-    """Answers the connector with the addresses the guard checked, and nothing else."""
-
-    def __init__(self, target: Target) -> None:
-        self._target = target
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host.lower().rstrip(".") != self._target.host.lower().rstrip("."):
-            raise OSError(f"connection to {host} was not checked")
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=address_family,
-                proto=socket.IPPROTO_TCP,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for address_family, address in self._target.addresses
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
-def pinned_session(target: Target, timeout_s: float) -> aiohttp.ClientSession:
-    """A session for requests to ``target``: its connections go to the checked addresses
-    only, no proxy from the environment, each request bounded by ``timeout_s``."""
-    connector = aiohttp.TCPConnector(resolver=_PinnedResolver(target), use_dns_cache=False)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout_s),
-        trust_env=False,
-    )
-
-
-class PinnedSessions:
-    """Kept-alive sessions of a channel, one per checked target (host, port and the exact
-    addresses the guard let through), so that a connection is reused only towards the
-    addresses it was checked for: a host that resolves differently gets a session of its
-    own. At most ``max_targets`` are kept (the least recently used beyond that is closed
-    once its requests are done); :meth:`aclose` closes them all.
-
-    Sessions are made on first use, in the running event loop.
-    """
-
-    def __init__(self, timeout_s: float, *, max_targets: int = 64) -> None:
-        self.timeout_s = timeout_s
-        self.max_targets = max_targets
-        self._sessions: OrderedDict[tuple[str, int, frozenset[object]], _Kept] = OrderedDict()
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    @asynccontextmanager
-    async def session(self, target: Target) -> AsyncIterator[aiohttp.ClientSession]:
-        """The kept-alive session of ``target`` for one request.
-
-        Raises:
-            RuntimeError: the sessions are closed.
-        """
-        if self._closed:
-            raise RuntimeError("the channel's sessions are closed")
-        # The same addresses in another order (round-robin DNS) share the pool.
-        key = (target.host.lower().rstrip("."), target.port, frozenset(target.addresses))
-        kept = self._sessions.get(key)
-        if kept is None:
-            kept = self._sessions[key] = _Kept(pinned_session(target, self.timeout_s))
-            while len(self._sessions) > self.max_targets:
-                _, retired = self._sessions.popitem(last=False)
-                await retired.retire()
-        else:
-            self._sessions.move_to_end(key)
-        kept.in_use += 1
-        try:
-            yield kept.session
-        finally:
-            kept.in_use -= 1
-            if kept.retired and not kept.in_use:
-                await kept.session.close()
-
-    async def aclose(self) -> None:
-        """Close every session (requests still running on one fail)."""
-        self._closed = True
-        sessions, self._sessions = list(self._sessions.values()), OrderedDict()
-        for kept in sessions:
-            await kept.session.close()
-
-
-class _Kept:
-    __slots__ = ("in_use", "retired", "session")
-
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-        self.in_use = 0
-        self.retired = False
-
-    async def retire(self) -> None:
-        self.retired = True
-        if not self.in_use:
-            await self.session.close()
 
 
 def body_excerpt(text: str, limit: int = 200) -> str:

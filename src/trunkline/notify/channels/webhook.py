@@ -20,17 +20,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 
-import aiohttp
-
 from trunkline.otp import Clock, current_node
 
 from ..channel import Envelope, PermanentFailure, Rendered, Sent, TransientFailure
-from ._http import AllowList, PinnedSessions, body_excerpt, check_url, pinned_session
+from ._http import AllowList, body_excerpt, check_url
+from .http_client import HttpError, PinnedClient, PinnedClients
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -150,18 +148,18 @@ class WebhookChannel:
         self.settings = settings
         self._allow = AllowList.parse(settings.allow, option="webhook allow")
         self._clock = clock
-        self._sessions: PinnedSessions | None = None
+        self._clients: PinnedClients | None = None
 
     def open(self) -> None:
         """Keep connections alive from now on, until :meth:`aclose`."""
-        if self._sessions is None or self._sessions.closed:
-            self._sessions = PinnedSessions(self.settings.timeout_s)
+        if self._clients is None or self._clients.closed:
+            self._clients = PinnedClients(self.settings.timeout_s)
 
     async def aclose(self) -> None:
         """Close the kept-alive connections; later sends open one each again."""
-        sessions, self._sessions = self._sessions, None
-        if sessions is not None:
-            await sessions.aclose()
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            await clients.aclose()
 
     async def __aenter__(self) -> WebhookChannel:
         self.open()
@@ -186,28 +184,23 @@ class WebhookChannel:
             DELIVERY_HEADER: str(envelope.delivery_id),
             SIGNATURE_HEADER: signature_header(self.settings.secret, timestamp, body),
         }
-        sessions = self._sessions
-        context: AbstractAsyncContextManager[aiohttp.ClientSession] = (
-            pinned_session(target, self.settings.timeout_s)
-            if sessions is None
-            else sessions.session(target)
-        )
+        clients = self._clients
         try:
-            async with (
-                context as session,
-                session.post(
-                    target.url, data=body, headers=headers, allow_redirects=False
-                ) as response,
-            ):
-                status = response.status
-                text = await response.text(errors="replace")
-                retry_after = response.headers.get("Retry-After")
+            if clients is not None:
+                response = await clients.post(target, body, headers)
+            else:
+                async with PinnedClient(target, self.settings.timeout_s, keep_alive=False) as one:
+                    response = await one.post(target.url, body, headers)
         except TimeoutError:
             raise TransientFailure(
                 f"webhook {target.host}: no response within {self.settings.timeout_s}s"
             ) from None
-        except aiohttp.ClientError as error:
+        except HttpError as error:
             raise TransientFailure(f"webhook {target.host}: {error}") from None
+        except ValueError as error:
+            raise PermanentFailure(f"webhook {target.host}: {error}") from None
+        status, text = response.status, response.text()
+        retry_after = response.headers.get("retry-after")
         return _outcome(target.host, status, text, retry_after)
 
     @staticmethod

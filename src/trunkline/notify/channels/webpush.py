@@ -4,7 +4,7 @@
 it: ``{"endpoint": "https://...", "keys": {"p256dh": "...", "auth": "..."}}``. The payload,
 JSON ``{"title": subject, "body": text, "data": data}``, is encrypted for the subscription
 (RFC 8291, ``aes128gcm``, by pywebpush), the request is signed with the application's VAPID key
-(RFC 8292, by py-vapid), and sent with aiohttp.
+(RFC 8292, by py-vapid), and sent with the channels' own HTTP client.
 
 The push service's answer decides: 201/202 sent; 404/410 :class:`AddressGone` (the user
 unsubscribed, the subscription expired); 429, 5xx and timeouts transient; other 4xx permanent.
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02  # type: ignore[import-untyped]
@@ -29,7 +28,8 @@ from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped
 from trunkline.otp import Clock, current_node
 
 from ..channel import AddressGone, Envelope, PermanentFailure, Rendered, Sent, TransientFailure
-from ._http import AllowList, body_excerpt, check_url, pinned_session
+from ._http import AllowList, body_excerpt, check_url
+from .http_client import HttpError, PinnedClient
 
 __all__ = ["MAX_PAYLOAD_BYTES", "VapidKeys", "WebPushChannel", "generate_vapid_keys"]
 
@@ -159,21 +159,18 @@ class WebPushChannel:
             "Urgency": self.urgency,
         }
         try:
-            async with (
-                pinned_session(target, self.timeout_s) as session,
-                session.post(
-                    endpoint, data=body, headers=headers, allow_redirects=False
-                ) as response,
-            ):
-                status = response.status
-                text = await response.text(errors="replace")
-                location = response.headers.get("Location")
+            async with PinnedClient(target, self.timeout_s, keep_alive=False) as client:
+                response = await client.post(endpoint, body, headers)
         except TimeoutError:
             raise TransientFailure(
                 f"webpush {target.host}: no response within {self.timeout_s}s"
             ) from None
-        except aiohttp.ClientError as error:
+        except HttpError as error:
             raise TransientFailure(f"webpush {target.host}: {error}") from None
+        except ValueError as error:
+            raise PermanentFailure(f"webpush {target.host}: {error}") from None
+        status, text = response.status, response.text()
+        location = response.headers.get("location")
         if 200 <= status < 300:
             return Sent(provider_id=location, delivered=False)
         detail = f"webpush {target.host} answered {status}: {body_excerpt(text)}".rstrip(": ")
