@@ -101,3 +101,15 @@ def test_a_syntax_error_is_an_error_when_the_notifier_is_made(tmp_path: Path) ->
     (tmp_path / "news" / "sms.en.text").write_text("{{ payload.text ")
     with pytest.raises(notify.InvalidConfig, match=r"template 'news/sms.en.text'"):
         notify.Templates(config)
+
+
+def test_templates_reach_jinja2s_globals_and_their_context(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    (tmp_path / "news" / "sms.en.text").write_text(
+        "{% for n in range(count) %}{{ cycler('a', 'b').next() }}{{ n }}{% endfor %}"
+        "{% set ns = namespace(total=0) %}{% for n in range(count) %}"
+        "{% set ns.total = ns.total + n %}{% endfor %} {{ ns.total }} {{ locale }}"
+    )
+    templates = notify.Templates(config)
+    assert templates.render("news", "sms", "en", {"count": 3}).text == "a0a1a2 3 en"
+    assert templates.render("news", "sms", "en", {"count": 1}).text == "a0 0 en"

@@ -167,11 +167,15 @@ class Templates:
                 continue  # not a template of ours: a README, an editor's backup
             try:
                 # A syntax error shows now, not at send time.
-                self._compiled[name] = self._env.get_template(name)
+                template = self._env.get_template(name)
             except jinja2.TemplateSyntaxError as error:
                 raise InvalidConfig(
                     f"template {name!r}: {error.message} (line {error.lineno})"
                 ) from None
+            # jinja2 copies a template's globals into every render's context, and reading a
+            # ChainMap whole is slow: as one dict (they do not change) the copy is cheap.
+            template.globals = dict(template.globals)
+            self._compiled[name] = template
 
     def _template(self, name: str) -> jinja2.Template:
         template = self._compiled.get(name)
