@@ -5,8 +5,10 @@ in a handful of statements.
 idempotency key, a category without a digest or a fallback, no web push (whose targets are
 the user's subscriptions) - to the notifier's batches (:class:`~trunkline.db.Batches`): the
 events sent while a batch is being written go together in the next, in one transaction of
-about eight statements whatever their number - the events, the recipients, the throttle's
-counts, the deliveries with their history, the jobs, the jobs' ids on the deliveries. The
+a few statements whatever their number: the events, the recipients, the throttle's counts;
+then, on PostgreSQL, the deliveries' ids (drawn from their sequence), the jobs naming them,
+and the deliveries naming their jobs, with their history; on SQLite the deliveries, their
+history, the jobs, and the jobs' ids on the deliveries. The
 decisions are the ones ``send`` makes one event at a time (preferences, addresses,
 duplicates, the throttle, quiet hours), in the order the events came: an event counts
 towards the throttle of the ones after it in the same batch as it would have, stored
@@ -58,23 +60,31 @@ _RECENT_EVENTS = db.Query(
 )
 _INSERT_DELIVERIES = db.Query(
     "notify.deliveries.insert_many",
-    # $1: [[event, user, channel, address, status, reason, scheduled_at, detail], ...]; the
-    # ids come back in that order (drawn in the order of the SELECT). PostgreSQL writes the
-    # first history entries in the same statement, SQLite in _ADD_HISTORIES.
-    postgresql="WITH v AS (SELECT x, n FROM jsonb_array_elements($1::jsonb) "
-    "WITH ORDINALITY AS t(x, n)), "
-    "d AS (INSERT INTO notify_deliveries (event_id, user_id, channel, address, status, "
-    "reason, scheduled_at, created_at, updated_at) SELECT (x ->> 0)::bigint, "
-    "(x ->> 1)::bigint, x ->> 2, x ->> 3, x ->> 4, x ->> 5, (x ->> 6)::timestamptz, $2, $2 "
-    "FROM v ORDER BY n RETURNING id), "
-    "o AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM d), "
-    "h AS (INSERT INTO notify_delivery_history (delivery_id, status, at, detail) "
-    "SELECT o.id, v.x ->> 4, $2, v.x ->> 7 FROM o JOIN v USING (n)) "
-    "SELECT id FROM o ORDER BY n",
-    sqlite="INSERT INTO notify_deliveries (event_id, user_id, channel, address, status, "
+    # SQLite: $1 [[event, user, channel, address, status, reason, scheduled_at, detail], ...];
+    # the ids come back in that order (drawn in the order of the SELECT).
+    "INSERT INTO notify_deliveries (event_id, user_id, channel, address, status, "
     "reason, scheduled_at, created_at, updated_at) SELECT x.value ->> 0, x.value ->> 1, "
     "x.value ->> 2, x.value ->> 3, x.value ->> 4, x.value ->> 5, x.value ->> 6, $2, $2 "
     "FROM json_each($1) AS x ORDER BY x.key RETURNING id",
+)
+_DRAW_IDS = db.Query(
+    "notify.deliveries.draw_ids",
+    # PostgreSQL: $1 delivery ids from the table's sequence, so that the jobs can name their
+    # delivery and the deliveries their job when each is first written.
+    "SELECT nextval(pg_get_serial_sequence('notify_deliveries', 'id')) "
+    "FROM generate_series(1, $1::integer)",
+)
+_INSERT_DRAWN = db.Query(
+    "notify.deliveries.insert_drawn",
+    # PostgreSQL: $1 [[id, event, user, channel, address, status, reason, scheduled_at,
+    # detail, job], ...], ids drawn by _DRAW_IDS; with the first history entries.
+    "WITH v AS (SELECT x FROM jsonb_array_elements($1::jsonb) AS x), "
+    "d AS (INSERT INTO notify_deliveries (id, event_id, user_id, channel, address, status, "
+    "reason, scheduled_at, job_id, created_at, updated_at) SELECT (x ->> 0)::bigint, "
+    "(x ->> 1)::bigint, (x ->> 2)::bigint, x ->> 3, x ->> 4, x ->> 5, x ->> 6, "
+    "(x ->> 7)::timestamptz, (x ->> 9)::bigint, $2, $2 FROM v) "
+    "INSERT INTO notify_delivery_history (delivery_id, status, at, detail) "
+    "SELECT (x ->> 0)::bigint, x ->> 5, $2, x ->> 8 FROM v",
 )
 _ADD_HISTORIES = db.Query(
     "notify.deliveries.add_histories",
@@ -84,10 +94,8 @@ _ADD_HISTORIES = db.Query(
 )
 _SET_JOBS = db.Query(
     "notify.deliveries.jobs",
-    # $1: [[delivery, job], ...].
-    postgresql="UPDATE notify_deliveries AS d SET job_id = (x ->> 1)::bigint "
-    "FROM jsonb_array_elements($1::jsonb) AS x WHERE d.id = (x ->> 0)::bigint",
-    sqlite="UPDATE notify_deliveries SET job_id = x.value ->> 1 FROM json_each($1) AS x "
+    # SQLite: $1 [[delivery, job], ...].
+    "UPDATE notify_deliveries SET job_id = x.value ->> 1 FROM json_each($1) AS x "
     "WHERE notify_deliveries.id = x.value ->> 0",
 )
 
@@ -147,44 +155,10 @@ async def store(notifier: Notifier, tx: db.Transaction, sends: list[Pending]) ->
     recipients = await get_recipients(tx, users)
     recent = await _recent(notifier, tx, users, now)
     rows = _decide(notifier, sends, recipients, recent, now)
-    ids: list[int] = []
-    if rows:
-        stored = json.dumps(
-            [
-                [
-                    event_ids[r.event],
-                    r.user_id,
-                    r.channel,
-                    r.address,
-                    r.status,
-                    r.reason,
-                    _at(r.scheduled_at, postgres),
-                    r.detail,
-                ]
-                for r in rows
-            ]
-        )
-        ids = sorted(row[0] for row in await tx.fetch(_INSERT_DELIVERIES, stored, now))
-        if not postgres:
-            histories = [[i, r.status, r.detail] for i, r in zip(ids, rows, strict=True)]
-            await tx.execute(_ADD_HISTORIES, json.dumps(histories), now)
-    queued = [(i, r) for i, r in zip(ids, rows, strict=True) if r.status == "queued"]
-    job_ids: dict[int, int] = {}
-    if queued:
-        enqueued = await jobs.enqueue_many(
-            tx,
-            [
-                notifier.worker.new(
-                    {"delivery_id": i},
-                    scheduled_at=r.scheduled_at
-                    if r.scheduled_at is not None and r.scheduled_at > now
-                    else None,
-                )
-                for i, r in queued
-            ],
-        )
-        job_ids = {i: job.id for (i, _), job in zip(queued, enqueued, strict=True)}
-        await tx.execute(_SET_JOBS, json.dumps(list(job_ids.items())))
+    if postgres:
+        ids, job_ids = await _write_drawn(notifier, tx, rows, event_ids, now)
+    else:
+        ids, job_ids = await _write(notifier, tx, rows, event_ids, now)
     results: list[list[DeliveryResult]] = [[] for _ in sends]
     for delivery_id, r in zip(ids, rows, strict=True):
         results[r.event].append(
@@ -202,6 +176,92 @@ async def store(notifier: Notifier, tx: db.Transaction, sends: list[Pending]) ->
         EventResult(event_id, s.category, tuple(out))
         for event_id, s, out in zip(event_ids, sends, results, strict=True)
     ]
+
+
+async def _write(
+    notifier: Notifier, tx: db.Transaction, rows: list[_Row], event_ids: list[int], now: datetime
+) -> tuple[list[int], dict[int, int]]:
+    """The deliveries, their first history entries and their jobs: the deliveries first,
+    then the jobs naming them, then each delivery's job. Returns the deliveries' ids, in
+    the order of ``rows``, and the jobs' ids by delivery."""
+    if not rows:
+        return [], {}
+    stored = json.dumps(
+        [
+            [
+                event_ids[r.event],
+                r.user_id,
+                r.channel,
+                r.address,
+                r.status,
+                r.reason,
+                _at(r.scheduled_at, False),
+                r.detail,
+            ]
+            for r in rows
+        ]
+    )
+    ids = sorted(row[0] for row in await tx.fetch(_INSERT_DELIVERIES, stored, now))
+    histories = [[i, r.status, r.detail] for i, r in zip(ids, rows, strict=True)]
+    await tx.execute(_ADD_HISTORIES, json.dumps(histories), now)
+    job_ids = await _enqueue(notifier, tx, ids, rows, now)
+    if job_ids:
+        await tx.execute(_SET_JOBS, json.dumps(list(job_ids.items())))
+    return ids, job_ids
+
+
+async def _write_drawn(
+    notifier: Notifier, tx: db.Transaction, rows: list[_Row], event_ids: list[int], now: datetime
+) -> tuple[list[int], dict[int, int]]:
+    """:func:`_write` on PostgreSQL: the deliveries' ids drawn from their sequence first, so
+    that the jobs, then the deliveries with their jobs, are each written once (no update of
+    every delivery after its job)."""
+    if not rows:
+        return [], {}
+    ids = sorted(row[0] for row in await tx.fetch(_DRAW_IDS, len(rows)))
+    job_ids = await _enqueue(notifier, tx, ids, rows, now)
+    stored = json.dumps(
+        [
+            [
+                i,
+                event_ids[r.event],
+                r.user_id,
+                r.channel,
+                r.address,
+                r.status,
+                r.reason,
+                _at(r.scheduled_at, True),
+                r.detail,
+                job_ids.get(i),
+            ]
+            for i, r in zip(ids, rows, strict=True)
+        ]
+    )
+    await tx.execute(_INSERT_DRAWN, stored, now)
+    return ids, job_ids
+
+
+async def _enqueue(
+    notifier: Notifier, tx: db.Transaction, ids: list[int], rows: list[_Row], now: datetime
+) -> dict[int, int]:
+    """A job for each queued delivery (``ids`` beside their ``rows``): their ids, by
+    delivery."""
+    queued = [(i, r) for i, r in zip(ids, rows, strict=True) if r.status == "queued"]
+    if not queued:
+        return {}
+    enqueued = await jobs.enqueue_many(
+        tx,
+        [
+            notifier.worker.new(
+                {"delivery_id": i},
+                scheduled_at=r.scheduled_at
+                if r.scheduled_at is not None and r.scheduled_at > now
+                else None,
+            )
+            for i, r in queued
+        ],
+    )
+    return {i: job.id for (i, _), job in zip(queued, enqueued, strict=True)}
 
 
 async def _recent(
