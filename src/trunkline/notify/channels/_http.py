@@ -114,8 +114,8 @@ async def check_url(url: str, allow: AllowList) -> Target:
     addresses = await _resolve(host, port)
     if not allow.allows_host(host):
         for _, text in addresses:
-            address = ipaddress.ip_address(text.split("%", 1)[0])
-            if not is_public(address) and not allow.allows_address(address):
+            address, public = _judged(text)
+            if not public and not allow.allows_address(address):
                 raise PermanentFailure(
                     f"refusing {url!r}: {host} resolves to {address}, which is not a public "
                     "address (add the host or its network to the channel's allow list to "
@@ -135,14 +135,45 @@ _resolved_by_loop: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
-async def _resolve(host: str, port: int) -> Addresses:
+_JUDGED_MAX = 4_096  # addresses whose verdict is kept; all are forgotten beyond that
+_judged_addresses: dict[str, tuple[IPAddress, bool]] = {}
+_literals: dict[str, Addresses | None] = {}
+
+
+def _judged(text: str) -> tuple[IPAddress, bool]:
+    """The address ``text`` names (an IPv6 zone left out), and whether it is public: a
+    verdict that never changes, so it is kept rather than parsed again on every send."""
+    judged = _judged_addresses.get(text)
+    if judged is None:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        judged = (address, is_public(address))
+        if len(_judged_addresses) >= _JUDGED_MAX:
+            _judged_addresses.clear()
+        _judged_addresses[text] = judged
+    return judged
+
+
+def _literal(host: str) -> Addresses | None:
+    """``host`` as the address it is, if it is an IP literal (kept, like :func:`_judged`)."""
+    if host in _literals:
+        return _literals[host]
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
-        pass
-    else:  # an IP literal resolves to itself: no lookup (a thread hop) needed
+        addresses = None
+    else:
         family = socket.AF_INET if literal.version == 4 else socket.AF_INET6
-        return ((family, str(literal)),)
+        addresses = ((family, str(literal)),)
+    if len(_literals) >= _JUDGED_MAX:
+        _literals.clear()
+    _literals[host] = addresses
+    return addresses
+
+
+async def _resolve(host: str, port: int) -> Addresses:
+    literal = _literal(host)
+    if literal is not None:  # an IP literal resolves to itself: no lookup (a thread hop)
+        return literal
     now = current_node().clock.monotonic()
     loop = asyncio.get_running_loop()
     resolved = _resolved_by_loop.get(loop)
