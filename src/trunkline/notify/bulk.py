@@ -4,14 +4,14 @@ in a handful of statements.
 ``Notifier.send`` without a transaction of the caller's hands a *plain* event - no
 idempotency key, a category without a digest or a fallback, no web push (whose targets are
 the user's subscriptions) - to the notifier's batches (:class:`~trunkline.db.Batches`): the
-events sent while a batch is being written go together in the next, in one transaction of
-a few statements whatever their number: the events, the recipients, the throttle's counts;
-then, on PostgreSQL, the deliveries' ids (drawn from their sequence), the jobs naming them,
-and the deliveries naming their jobs, with their history; on SQLite the deliveries, their
-history, the jobs, and the jobs' ids on the deliveries. The
-decisions are the ones ``send`` makes one event at a time (preferences, addresses,
-duplicates, the throttle, quiet hours), in the order the events came: an event counts
-towards the throttle of the ones after it in the same batch as it would have, stored
+events sent while a batch is being written go together in the next, in one transaction of a
+few statements whatever their number: the events (the recipients are read at the same time,
+on a connection of their own), the throttle's counts; then, on PostgreSQL, the deliveries'
+ids (drawn from their sequence), the jobs naming them, and the deliveries naming their jobs,
+with their history; on SQLite the deliveries, their history, the jobs, and the jobs' ids on
+the deliveries. The decisions are the ones ``send`` makes one event at a time (preferences,
+addresses, duplicates, the throttle, quiet hours), in the order the events came: an event
+counts towards the throttle of the ones after it in the same batch as it would have, stored
 before them.
 
 If the batch's transaction fails, each of its events is stored again alone, so one bad
@@ -20,6 +20,7 @@ event fails only its own ``send``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -136,11 +137,12 @@ async def store(notifier: Notifier, tx: db.Transaction, sends: list[Pending]) ->
     """Store ``sends`` (plain events) in ``tx``: their events, deliveries and jobs."""
     postgres = is_postgresql(tx)
     now = otp.current_node().clock.now()
-    # RETURNING follows no promised order; ids are drawn in the order of the SELECT, so the
-    # i-th smallest is the i-th row's (as for the jobs' insert_many).
-    event_ids = sorted(
-        row[0]
-        for row in await tx.fetch(
+    users = sorted({user for s in sends for user in s.users})
+    # The recipients are read beside the events' insert, on a connection of their own: a
+    # round trip less to wait for, and what they read is what the transaction would have
+    # read (its statements each see what was committed when they start).
+    inserted, recipients = await asyncio.gather(
+        tx.fetch(
             _INSERT_EVENTS,
             json.dumps(
                 [
@@ -149,10 +151,12 @@ async def store(notifier: Notifier, tx: db.Transaction, sends: list[Pending]) ->
                 ]
             ),
             now,
-        )
+        ),
+        get_recipients(notifier.database, users),
     )
-    users = sorted({user for s in sends for user in s.users})
-    recipients = await get_recipients(tx, users)
+    # RETURNING follows no promised order; ids are drawn in the order of the SELECT, so the
+    # i-th smallest is the i-th row's (as for the jobs' insert_many).
+    event_ids = sorted(row[0] for row in inserted)
     recent = await _recent(notifier, tx, users, now)
     rows = _decide(notifier, sends, recipients, recent, now)
     if postgres:
