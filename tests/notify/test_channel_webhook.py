@@ -167,6 +167,15 @@ async def test_data_that_is_not_json_is_a_permanent_failure() -> None:
         await local().send(delivery("http://127.0.0.1:9/hook"), message)
 
 
+@pytest.mark.real_clock
+async def test_a_header_that_would_break_the_request_is_a_permanent_failure() -> None:
+    receiver = Receiver()
+    async with webhook_receiver(receiver) as url:
+        with pytest.raises(PermanentFailure, match="line break"):
+            await local(user_agent="trunkline\r\nX-Admin: 1").send(delivery(url), MESSAGE)
+    assert receiver.received == []
+
+
 @pytest.mark.parametrize(
     ("address", "public"),
     [

@@ -190,21 +190,7 @@ async def _write(
     the order of ``rows``, and the jobs' ids by delivery."""
     if not rows:
         return [], {}
-    stored = json.dumps(
-        [
-            [
-                event_ids[r.event],
-                r.user_id,
-                r.channel,
-                r.address,
-                r.status,
-                r.reason,
-                _at(r.scheduled_at, False),
-                r.detail,
-            ]
-            for r in rows
-        ]
-    )
+    stored = json.dumps([_columns(r, event_ids, False) for r in rows])
     ids = sorted(row[0] for row in await tx.fetch(_INSERT_DELIVERIES, stored, now))
     histories = [[i, r.status, r.detail] for i, r in zip(ids, rows, strict=True)]
     await tx.execute(_ADD_HISTORIES, json.dumps(histories), now)
@@ -225,24 +211,25 @@ async def _write_drawn(
     ids = sorted(row[0] for row in await tx.fetch(_DRAW_IDS, len(rows)))
     job_ids = await _enqueue(notifier, tx, ids, rows, now)
     stored = json.dumps(
-        [
-            [
-                i,
-                event_ids[r.event],
-                r.user_id,
-                r.channel,
-                r.address,
-                r.status,
-                r.reason,
-                _at(r.scheduled_at, True),
-                r.detail,
-                job_ids.get(i),
-            ]
-            for i, r in zip(ids, rows, strict=True)
-        ]
+        [[i, *_columns(r, event_ids, True), job_ids.get(i)] for i, r in zip(ids, rows, strict=True)]
     )
     await tx.execute(_INSERT_DRAWN, stored, now)
     return ids, job_ids
+
+
+def _columns(r: _Row, event_ids: list[int], postgres: bool) -> list[object]:
+    """A delivery as the inserts take it: event, user, channel, address, status, reason,
+    scheduled_at, detail."""
+    return [
+        event_ids[r.event],
+        r.user_id,
+        r.channel,
+        r.address,
+        r.status,
+        r.reason,
+        _at(r.scheduled_at, postgres),
+        r.detail,
+    ]
 
 
 async def _enqueue(
