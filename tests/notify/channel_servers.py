@@ -312,6 +312,7 @@ class PushService:
     status: int = 201
     payloads: list[Any] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # each request's client port
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -320,6 +321,7 @@ class PushService:
 
     async def _push(self, request: web.Request) -> web.Response:
         self.headers.append(dict(request.headers))
+        self.ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
         problem = self._check_vapid(request)
         if problem:
             return web.Response(status=401, text=problem)

@@ -56,6 +56,23 @@ async def test_sends_an_encrypted_signed_message() -> None:
 
 
 @pytest.mark.real_clock
+async def test_an_open_channel_keeps_its_connection() -> None:
+    browser = Browser()
+    service = PushService(KEYS.public_key, browser)
+    async with serve(service.app()) as base:
+        address = browser.subscription(f"{base}/push/abc")
+        async with channel() as pusher:
+            for _ in range(3):
+                await pusher.send(delivery(address), MESSAGE)
+        closed = channel()
+        for _ in range(2):
+            await closed.send(delivery(address), MESSAGE)
+    assert len(service.payloads) == 5
+    assert len(set(service.ports[:3])) == 1  # one kept-alive connection
+    assert len(set(service.ports[3:])) == 2  # closed: a connection per message
+
+
+@pytest.mark.real_clock
 async def test_another_vapid_key_is_refused_by_the_service() -> None:
     browser = Browser()
     service = PushService(generate_vapid_keys().public_key, browser)

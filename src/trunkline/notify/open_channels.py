@@ -1,11 +1,12 @@
 """Channels kept open for a node's life: a :class:`~trunkline.jobs.Plugin` that owns them.
 
-A channel with ``open()`` and ``aclose()`` (``WebhookChannel``: its kept-alive connections)
-sends faster open, but something must close it, after the last delivery. Given to the node's
-:class:`~trunkline.jobs.Jobs` as a plugin, :class:`OpenChannels` opens them when its process
-starts and closes them when it stops: the node's supervisor starts plugins before the queues
-and stops them after, so no delivery runs on a closed channel, and a restarted tree opens
-them again. Channels without the two methods are left as they are.
+A channel with ``open()`` and ``aclose()`` (``WebhookChannel``, ``WebPushChannel``: their
+kept-alive connections) sends faster open, but something must close it, after the last
+delivery. Given to the node's :class:`~trunkline.jobs.Jobs` as a plugin,
+:class:`OpenChannels` opens them when its process starts and closes them when it stops: the
+node's supervisor starts plugins before the queues and stops them after, so no delivery runs
+on a closed channel, and a restarted tree opens them again. Channels without the two methods
+are left as they are.
 
     node = jobs.Jobs(database, registry=registry, queues={"notify": 100},
                      plugins=[notify.OpenChannels(notifier.channels.values())])
