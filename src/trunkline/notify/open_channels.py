@@ -36,12 +36,7 @@ class OpenChannels:
 
     def __init__(self, channels: Iterable[Channel], *, name: str = "notify.channels") -> None:
         self.name = name
-        self.channels = [
-            channel
-            for channel in channels
-            if callable(getattr(channel, "open", None))
-            and callable(getattr(channel, "aclose", None))
-        ]
+        self.channels = [channel for channel in channels if _opens(channel)]
 
     def child_spec(self, jobs: Jobs) -> otp.ChildSpec:
         """The process that opens and closes the channels, for ``jobs``' supervisor."""
