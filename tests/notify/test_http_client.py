@@ -209,6 +209,15 @@ async def test_a_malformed_response_fails_and_closes() -> None:
         assert not client._idle
 
 
+async def test_endless_headers_are_refused() -> None:
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"y" * 1000) for n in range(100))
+    huge = b"HTTP/1.1 200 OK\r\n" + filler + b"Content-Length: 0\r\n\r\n"
+    async with client_of(answering(huge)) as (base, _, client):
+        with pytest.raises(HttpError, match="headers over 65536 bytes"):
+            await client.post(f"{base}/", b"", {})
+        assert not client._idle
+
+
 async def test_a_server_that_closes_without_answering_fails() -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -255,6 +255,7 @@ class _Connection(asyncio.Protocol):
         self.body_bytes = 0
         self.headers_done = False
         self.delimited = False  # the body's end is known (a length, or chunked)
+        self.refusal: str | None = None  # why the response was refused, by us
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -287,7 +288,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:
-            self._fail(HttpError(f"malformed response: {error}"))
+            self._fail(HttpError(f"malformed response: {self.refusal or error}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -305,7 +306,9 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value)
         if self.header_bytes > MAX_HEADER_BYTES:
-            raise httptools.HttpParserError(f"headers over {MAX_HEADER_BYTES} bytes")
+            # The parser reports a callback's error under its own name: keep the reason.
+            self.refusal = f"headers over {MAX_HEADER_BYTES} bytes"
+            raise httptools.HttpParserError(self.refusal)
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
