@@ -26,14 +26,22 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from types import TracebackType
-from typing import cast
+from typing import Self, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
 from ._http import Target
 
-__all__ = ["IDLE_S", "MAX_BODY_BYTES", "HttpError", "PinnedClient", "PinnedClients", "Response"]
+__all__ = [
+    "IDLE_S",
+    "MAX_BODY_BYTES",
+    "HttpChannel",
+    "HttpError",
+    "PinnedClient",
+    "PinnedClients",
+    "Response",
+]
 
 MAX_BODY_BYTES = 64 * 1024
 """How much of a response's body is read; a longer body is cut there (and its connection
@@ -428,3 +436,44 @@ class _Kept:
         self.retired = True
         if not self.in_use:
             await self.client.aclose()
+
+
+class HttpChannel:
+    """What the HTTP channels share: their requests go over kept-alive connections while
+    the channel is open (as an async context manager, or from :meth:`open` until
+    :meth:`aclose`), else over a connection each. A subclass sets ``timeout_s``."""
+
+    timeout_s: float
+    _clients: PinnedClients | None = None
+
+    def open(self) -> None:
+        """Keep connections alive from now on, until :meth:`aclose`."""
+        if self._clients is None or self._clients.closed:
+            self._clients = PinnedClients(self.timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the kept-alive connections; later sends open one each again."""
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            await clients.aclose()
+
+    async def __aenter__(self) -> Self:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _post(self, target: Target, body: bytes, headers: Mapping[str, str]) -> Response:
+        """POST to ``target.url``: kept alive if the channel is open, else on a connection
+        of its own. Raises what :meth:`PinnedClient.post` raises."""
+        clients = self._clients
+        if clients is not None:
+            return await clients.post(target, body, headers)
+        async with PinnedClient(target, self.timeout_s, keep_alive=False) as client:
+            return await client.post(target.url, body, headers)

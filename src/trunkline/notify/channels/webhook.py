@@ -22,13 +22,12 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 
 from trunkline.otp import Clock, current_node
 
 from ..channel import Envelope, PermanentFailure, Rendered, Sent, TransientFailure
 from ._http import AllowList, body_excerpt, check_url
-from .http_client import HttpError, PinnedClient, PinnedClients
+from .http_client import HttpChannel, HttpError
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -121,7 +120,7 @@ def verify_signature(
     return matched
 
 
-class WebhookChannel:
+class WebhookChannel(HttpChannel):
     """Sends each delivery as a signed JSON POST to ``envelope.address`` (a URL).
 
     Returns ``Sent(delivered=True)`` on a 2xx: the receiver has it.
@@ -148,30 +147,7 @@ class WebhookChannel:
         self.settings = settings
         self._allow = AllowList.parse(settings.allow, option="webhook allow")
         self._clock = clock
-        self._clients: PinnedClients | None = None
-
-    def open(self) -> None:
-        """Keep connections alive from now on, until :meth:`aclose`."""
-        if self._clients is None or self._clients.closed:
-            self._clients = PinnedClients(self.settings.timeout_s)
-
-    async def aclose(self) -> None:
-        """Close the kept-alive connections; later sends open one each again."""
-        clients, self._clients = self._clients, None
-        if clients is not None:
-            await clients.aclose()
-
-    async def __aenter__(self) -> WebhookChannel:
-        self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        self.timeout_s = settings.timeout_s
 
     async def send(self, envelope: Envelope, message: Rendered) -> Sent:
         body = self._body(envelope, message)
@@ -184,13 +160,8 @@ class WebhookChannel:
             DELIVERY_HEADER: str(envelope.delivery_id),
             SIGNATURE_HEADER: signature_header(self.settings.secret, timestamp, body),
         }
-        clients = self._clients
         try:
-            if clients is not None:
-                response = await clients.post(target, body, headers)
-            else:
-                async with PinnedClient(target, self.settings.timeout_s, keep_alive=False) as one:
-                    response = await one.post(target.url, body, headers)
+            response = await self._post(target, body, headers)
         except TimeoutError:
             raise TransientFailure(
                 f"webhook {target.host}: no response within {self.settings.timeout_s}s"

@@ -17,7 +17,6 @@ import base64
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +29,7 @@ from trunkline.otp import Clock, current_node
 
 from ..channel import AddressGone, Envelope, PermanentFailure, Rendered, Sent, TransientFailure
 from ._http import AllowList, body_excerpt, check_url
-from .http_client import HttpError, PinnedClient, PinnedClients
+from .http_client import HttpChannel, HttpError
 
 __all__ = ["MAX_PAYLOAD_BYTES", "VapidKeys", "WebPushChannel", "generate_vapid_keys"]
 
@@ -59,7 +58,7 @@ def generate_vapid_keys() -> VapidKeys:
     return VapidKeys(_b64url(private), _b64url(public))
 
 
-class WebPushChannel:
+class WebPushChannel(HttpChannel):
     """Sends each delivery as a web push message to the subscription in ``envelope.address``.
 
     Args:
@@ -130,30 +129,6 @@ class WebPushChannel:
         self.token_lifetime_s = token_lifetime_s
         self._allow = AllowList.parse(allow, option="webpush allow")
         self._clock = clock
-        self._clients: PinnedClients | None = None
-
-    def open(self) -> None:
-        """Keep connections alive from now on, until :meth:`aclose`."""
-        if self._clients is None or self._clients.closed:
-            self._clients = PinnedClients(self.timeout_s)
-
-    async def aclose(self) -> None:
-        """Close the kept-alive connections; later messages open one each again."""
-        clients, self._clients = self._clients, None
-        if clients is not None:
-            await clients.aclose()
-
-    async def __aenter__(self) -> WebPushChannel:
-        self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def vapid_public_key(self) -> str:
@@ -190,12 +165,7 @@ class WebPushChannel:
             "Urgency": self.urgency,
         }
         try:
-            clients = self._clients
-            if clients is not None:
-                response = await clients.post(target, body, headers)
-            else:
-                async with PinnedClient(target, self.timeout_s, keep_alive=False) as client:
-                    response = await client.post(endpoint, body, headers)
+            response = await self._post(target, body, headers)
         except TimeoutError:
             raise TransientFailure(
                 f"webpush {target.host}: no response within {self.timeout_s}s"
