@@ -9,19 +9,15 @@ from contextlib import asynccontextmanager
 from chat_backends import Backend
 
 from trunkline import chat, db, otp
-from trunkline.chat.rooms_schema import ROOMS_MIGRATION
 
-__all__ = ["MIGRATIONS", "add_users", "rooms_database", "rooms_databases"]
-
-# The component's list, with the rooms migration once (whether it is listed there yet or not).
-MIGRATIONS = [m for m in chat.MIGRATIONS if m.version < ROOMS_MIGRATION.version] + [ROOMS_MIGRATION]
+__all__ = ["add_users", "rooms_database", "rooms_databases"]
 
 
 @asynccontextmanager
 async def rooms_databases(backend: Backend, count: int) -> AsyncIterator[Sequence[db.Database]]:
-    """``count`` connections to one fresh database migrated up to the rooms schema."""
+    """``count`` connections to one fresh database with the chat schema."""
     async with backend.databases(count, migrate=False) as databases:
-        await databases[0].migrate({chat.COMPONENT: MIGRATIONS})
+        await databases[0].migrate({chat.COMPONENT: chat.MIGRATIONS})
         yield databases
 
 

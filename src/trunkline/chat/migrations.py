@@ -14,6 +14,9 @@ Version 1, accounts:
 Version 2, rooms and messages (members, bans, invitations, history, search): see
 ``rooms_schema.py``.
 
+Version 3, SQLite only: messages indexed for search in batches, after they are stored,
+rather than one by one as they are: see ``search_index.py``.
+
 Run them with ``await database.migrate({COMPONENT: MIGRATIONS})``.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 from trunkline import db
 
 from .rooms_schema import ROOMS_MIGRATION
+from .search_index import SEARCH_INDEX_MIGRATION
 
 __all__ = ["COMPONENT", "DEVICES_TABLE", "MIGRATIONS", "USERS_TABLE"]
 
@@ -62,5 +66,6 @@ MIGRATIONS = [
         sqlite=_ACCOUNTS.replace("<id>", "INTEGER PRIMARY KEY"),
     ),
     ROOMS_MIGRATION,
+    SEARCH_INDEX_MIGRATION,
 ]
 """The migrations of the ``"chat"`` component, in version order."""

@@ -22,7 +22,8 @@ constraint's index); a user's rooms, unread counts and the scope of a search sta
 Search: on PostgreSQL a ``tsvector`` column generated from the body (the ``simple``
 configuration: lower case, no stemming, like SQLite's tokenizer) with a GIN index; on SQLite an
 FTS5 table over the body (external content: the text is not stored twice) kept in step by
-triggers.
+triggers. Migration 3 changes those triggers: messages are indexed in batches after they are
+stored (``search_index.py``).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ CREATE INDEX chat_messages_search ON chat_messages USING GIN (search);
 
 # External content: the FTS5 table indexes chat_messages.body by rowid (the message id) and
 # stores no copy; the triggers keep it in step, and an edit or a deletion (the body emptied)
-# replaces the old terms.
+# replaces the old terms. Migration 3 replaces these triggers: see search_index.py.
 _SQLITE_SEARCH = f"""
 CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5(
     body, content='{MESSAGES_TABLE}', content_rowid='id'

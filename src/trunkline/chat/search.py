@@ -1,8 +1,9 @@
 """Search: full text over the messages of the rooms a user belongs to.
 
 SQLite searches its FTS5 table, PostgreSQL the ``tsvector`` generated from each body (the
-``simple`` configuration), both kept up to date by the database itself (see
-``rooms_schema.py``). Words match whole and in any case; nothing is stemmed.
+``simple`` configuration; see ``rooms_schema.py``). SQLite's index is brought up to date
+before each search (see ``search_index.py``), so every message stored before the search
+began can be found. Words match whole and in any case; nothing is stemmed.
 
 A query is what a user types, read as a web search box reads it (PostgreSQL's
 ``websearch_to_tsquery``): words must all appear; ``"quoted words"`` must appear in that
@@ -26,6 +27,7 @@ from trunkline import db
 from .exceptions import InvalidInput
 from .messages import _COLUMNS, Message
 from .rooms import Queryable, _check_limit, require_member
+from .search_index import catch_up
 
 __all__ = ["MAX_QUERY_CHARS", "MAX_SEARCH_LIMIT", "search"]
 
@@ -83,6 +85,7 @@ async def search(
         await require_member(database, room_id, user_id)
     if not terms:
         return []
+    await catch_up(database)
     text = _to_fts5(terms) if database.dialect == "sqlite" else _to_websearch(terms)
     if room_id is None:
         rows = await database.fetch(_SEARCH, user_id, text, limit)

@@ -4,6 +4,7 @@
 
     chat (one_for_one)
     ├── presence      the Presence process: diffs, and other nodes' presences (presence.py)
+    ├── search_index  SQLite only: indexes new messages for search (search_index.py)
     ├── rooms         DynamicSupervisor: a RoomServer per active room (room_server.py)
     └── connections   DynamicSupervisor: a Connection per WebSocket (connection.py)
 
@@ -39,6 +40,7 @@ from .accounts import TOKEN_TTL_S
 from .message_writer import MessageWriter
 from .presence import USERS_TOPIC
 from .pushes import UserSockets, dispatch
+from .search_index import SearchIndexer
 
 if TYPE_CHECKING:
     from .offline import OfflineHook
@@ -68,6 +70,8 @@ class ChatLimits:
             when there were more).
         typing_interval_s: at most one typing push per connection and room per interval.
         presence_interval_s: at most one presence diff per room per interval.
+        search_index_interval_s: on SQLite, messages are indexed for search this often
+            (a search indexes what waits itself first; see ``search_index.py``).
         request_timeout_s: a request to a room's process (send, edit, delete) not answered
             within this fails with ``RoomUnavailable`` (``internal``, retry): whether it was
             done is unknown, so a send is retried with the same ``client_msg_id``.
@@ -84,6 +88,7 @@ class ChatLimits:
     typing_interval_s: float = 2.0
     request_timeout_s: float = 10.0
     presence_interval_s: float = 1.0
+    search_index_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -93,6 +98,7 @@ class ChatLimits:
             "typing_interval_s",
             "request_timeout_s",
             "presence_interval_s",
+            "search_index_interval_s",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -176,9 +182,16 @@ class ChatTree:
 
     async def start_link(self) -> otp.Pid:
         """Start the tree, linked to the caller; its pid."""
-        self.require_database()
-        children = [
-            self.presence.child_spec("presence"),
+        database = self.require_database()
+        children = [self.presence.child_spec("presence")]
+        if database.dialect == "sqlite":
+            interval_s = self.limits.search_index_interval_s
+            children.append(
+                otp.ChildSpec(
+                    "search_index", lambda: SearchIndexer.start_link((database, interval_s))
+                )
+            )
+        children += [
             otp.ChildSpec("rooms", self._starter("room_supervisor"), type="supervisor"),
             otp.ChildSpec("connections", self._starter("connection_supervisor"), type="supervisor"),
         ]
