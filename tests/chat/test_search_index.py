@@ -1,7 +1,7 @@
 """SQLite's search index, kept up to date in batches after messages are stored: what waits is
 indexed by a search and by the chat tree's indexer, edits and deletions of indexed messages
-replace their terms, a reused id is indexed at once, and the migration carries the messages
-indexed before it."""
+replace their terms, a reused id is indexed at once, the migration carries the messages
+indexed before it, and the indexer outlives a failing database."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from rooms_helpers import add_users, rooms_database
 from test_room_server import running
 
 from statement_waits import eventually
-from trunkline import chat, db
+from trunkline import chat, db, otp
 from trunkline.chat import room_server
 from trunkline.chat.messages import append, delete_message, edit_message
 from trunkline.chat.rooms import create_room
 from trunkline.chat.search import search
-from trunkline.chat.search_index import CHUNK, catch_up
+from trunkline.chat.search_index import CHUNK, SearchIndexer, catch_up
 
 INDEXED = "SELECT indexed_upto FROM chat_search_progress"
 LAST_ID = "SELECT COALESCE(MAX(id), 0) FROM chat_messages"
@@ -153,3 +153,31 @@ async def test_the_chat_tree_indexes_new_messages_on_its_interval(sqlite: Backen
             return await in_index(database, "heron") == [message.id]
 
         await eventually(indexed, "the indexer indexed the message")
+
+
+async def test_the_indexer_outlives_a_database_that_fails(
+    sqlite: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with sqlite.database() as database:
+        [ada] = await add_users(database, "ada")
+        room = (await create_room(database, ada, "lobby")).id
+        await append(database, room, ada, "a patient heron", "1")
+        # Every round fails while the table has another name (its triggers follow it).
+        await database.execute("ALTER TABLE chat_search_progress RENAME TO away")
+        indexer = await SearchIndexer.start_link((database, 5.0))
+
+        async def logged() -> bool:
+            return any("could not index" in record.message for record in caplog.records)
+
+        try:
+            await eventually(logged, "the indexer logged the failure")
+            assert otp.is_alive(indexer)
+            await database.execute("ALTER TABLE away RENAME TO chat_search_progress")
+
+            async def indexed() -> bool:
+                return len(await in_index(database, "heron")) == 1
+
+            await eventually(indexed, "the indexer indexed the message once the table was back")
+        finally:
+            otp.unlink(indexer)
+            await otp.stop(indexer)
