@@ -60,9 +60,12 @@ async def test_sigterm_stops_the_tree_gracefully_with_exit_code_0() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     sender = otp.spawn(send_sigterm_once_started)
-    assert await app.run() == 0
+    started: list[list[tuple[str, str]]] = []
+    assert await app.run(started=lambda: started.append(list(events))) == 0
     assert not otp.is_alive(sender)
     assert events[3:] == [("stop", "c"), ("stop", "b"), ("stop", "a")]
+    # Told once, after the whole tree had started.
+    assert started == [[("start", "a"), ("start", "b"), ("start", "c")]]
 
 
 class Fragile(Application):
@@ -96,7 +99,9 @@ class Broken(Application):
 
 
 async def test_run_returns_1_when_the_tree_fails_to_start() -> None:
-    assert await Broken().run() == 1
+    started: list[bool] = []
+    assert await Broken().run(started=lambda: started.append(True)) == 1
+    assert started == []
 
 
 def test_main_in_a_real_process_stops_on_sigterm(tmp_path: Path) -> None:
@@ -105,6 +110,7 @@ def test_main_in_a_real_process_stops_on_sigterm(tmp_path: Path) -> None:
     script.write_text(
         textwrap.dedent(
             """
+            import gc
             import sys
             from trunkline import otp
             from trunkline.otp.application import Application
@@ -116,14 +122,18 @@ def test_main_in_a_real_process_stops_on_sigterm(tmp_path: Path) -> None:
                     self.tag = tag
                     print("start", tag, flush=True)
                 def terminate(self, reason):
-                    print("stop", self.tag, reason, flush=True)
+                    frozen = gc.get_freeze_count() > 0
+                    print("stop", self.tag, reason, gc.get_threshold()[0], frozen, flush=True)
 
             class App(Application):
                 name = "app"
                 def children(self):
                     return [child_spec(Loud, t, id=t) for t in ("one", "two")]
 
-            sys.exit(App().main())
+            print("before", gc.get_threshold()[0], gc.get_freeze_count(), flush=True)
+            code = App().main()
+            print("after", gc.get_threshold()[0], gc.get_freeze_count(), flush=True)
+            sys.exit(code)
             """
         )
     )
@@ -131,9 +141,18 @@ def test_main_in_a_real_process_stops_on_sigterm(tmp_path: Path) -> None:
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
+    before = proc.stdout.readline().split()
+    assert before[0] == "before"
+    assert before[2] == "0"
     assert proc.stdout.readline().split() == ["start", "one"]
     assert proc.stdout.readline().split() == ["start", "two"]
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert out.split("\n")[:2] == ["stop two shutdown", "stop one shutdown"]
+    # While it ran, the collector was set for a long-running node and the started tree
+    # frozen; both undone once main() returned.
+    assert out.split("\n")[:3] == [
+        f"stop two shutdown {otp.YOUNG_THRESHOLD} True",
+        f"stop one shutdown {otp.YOUNG_THRESHOLD} True",
+        f"after {before[1]} 0",
+    ]

@@ -9,6 +9,7 @@ Modules whose names start with an underscore are internal.
 from . import metrics, stage, telemetry
 from .application import Application
 from .clock import Clock, MockClock, SystemClock
+from .collector import YOUNG_THRESHOLD, tuned_collector
 from .consumer_supervisor import ConsumerSupervisor
 from .dispatcher import StageDispatcher
 from .dispatchers import BroadcastDispatcher, DemandDispatcher, PartitionDispatcher
@@ -134,6 +135,7 @@ __all__ = [
     "NOPROC",
     "NORMAL",
     "SHUTDOWN",
+    "YOUNG_THRESHOLD",
     "AlreadyRegistered",
     "AlreadyStarted",
     "Application",
@@ -250,6 +252,7 @@ __all__ = [
     "telemetry",
     "terminate_child",
     "trap_exit",
+    "tuned_collector",
     "unlink",
     "unregister",
     "whereis",

@@ -26,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from .collector import YOUNG_THRESHOLD, tuned_collector
 from .exceptions import StartError
 from .gen_server import stop
 from .node import new_event_loop
@@ -48,6 +49,9 @@ class Application:
     Class attributes:
         name: the root supervisor's registered name.
         strategy, max_restarts, max_seconds: the root supervisor's flags.
+        gc_young_threshold: :meth:`main` runs the program with the garbage collector set
+            for a long-running node (``collector.py``), with this young threshold; ``None``
+            leaves the collector as it is.
 
     Args:
         config: whatever :meth:`children` needs; kept as ``self.config``.
@@ -57,6 +61,7 @@ class Application:
     strategy: ClassVar[Strategy] = "one_for_one"
     max_restarts: ClassVar[int] = 3
     max_seconds: ClassVar[float] = 5.0
+    gc_young_threshold: ClassVar[int | None] = YOUNG_THRESHOLD
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self.config: Mapping[str, Any] = dict(config or {})
@@ -113,8 +118,12 @@ class Application:
         )
         return 1
 
-    async def run(self) -> int:
-        """Start, stop gracefully on SIGTERM or SIGINT, and return the exit code."""
+    async def run(self, *, started: Callable[[], object] | None = None) -> int:
+        """Start, stop gracefully on SIGTERM or SIGINT, and return the exit code.
+
+        Args:
+            started: called once the tree has started (not if it failed to).
+        """
         loop = asyncio.get_running_loop()
         signalled = asyncio.Event()
 
@@ -134,6 +143,8 @@ class Application:
             except StartError as e:
                 log.error("application %s failed to start: %r", self.name, e.reason)
                 return 1
+            if started is not None:
+                started()
             stopper = loop.create_task(self._stop_when(signalled))
             try:
                 return await self.wait()
@@ -151,7 +162,12 @@ class Application:
     def main(self) -> int:
         """Run the application on a new event loop (uvloop) and return the exit code.
 
-        For a program's entry point: ``sys.exit(MyApp(config).main())``.
+        For a program's entry point: ``sys.exit(MyApp(config).main())``. The process is the
+        program's, so its garbage collector is set for a long-running node meanwhile (see
+        :attr:`gc_young_threshold`), and what the start built is frozen once the tree is up.
         """
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            return runner.run(self.run())
+            if self.gc_young_threshold is None:
+                return runner.run(self.run())
+            with tuned_collector(self.gc_young_threshold) as freeze:
+                return runner.run(self.run(started=freeze))

@@ -28,7 +28,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from trunkline import chat, db, notify, otp
@@ -160,14 +160,14 @@ class TrunklineNode(otp.Application):
             otp.child_spec(WebServer, context, id="web", shutdown=grace_s + SHUTDOWN_MARGIN_S),
         ]
 
-    async def run(self) -> int:
+    async def run(self, *, started: Callable[[], object] | None = None) -> int:
         # Start failures are reported by the child that failed, as one line: the supervisor
         # reports of the same failure would only repeat it.
         quiet = _QuietStartErrors()
         supervisor_log = logging.getLogger("trunkline.otp")
         supervisor_log.addFilter(quiet)
         try:
-            return await super().run()
+            return await super().run(started=started)
         finally:
             supervisor_log.removeFilter(quiet)
 
