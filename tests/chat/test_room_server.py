@@ -117,6 +117,48 @@ async def test_refusals_come_back_as_the_services_errors(backend: Backend) -> No
         assert deleted.version == 3
 
 
+async def test_a_burst_in_one_room_is_stored_together_and_broadcast_in_order(
+    backend: Backend,
+) -> None:
+    async with backend.database() as database, running(database) as tree:
+        room_id, users = await a_room(database, members=5)
+        tree.pubsub.subscribe(room_topic(room_id))
+
+        async def sender(user: int) -> list[int]:
+            sends = [room_server.send(tree, room_id, user, f"m{i}", f"c{i}") for i in range(5)]
+            return [message.seq for message in await asyncio.gather(*sends)]
+
+        with otp.telemetry.capture([("trunkline", "db", "query", "stop")]) as seen:
+            acked = await asyncio.gather(*(sender(user) for user in users))
+        assert sorted(seq for seqs in acked for seq in seqs) == list(range(1, 26))
+        pushes = [await otp.receive(timeout=1) for _ in range(25)]
+        assert [push.seq for push in pushes] == list(range(1, 26))
+        # The room took the next send while the last was being stored.
+        rows = [
+            event.measurements["rows"]
+            for event in seen
+            if event.metadata["statement"] == "chat.messages.append_batch"
+        ]
+        assert sum(rows) == 25
+        if backend.name == "sqlite":
+            assert max(rows) > 1
+        else:
+            assert set(rows) == {1}  # one message per room per statement
+
+
+async def test_a_send_the_database_refuses_is_unavailable_and_the_room_goes_on(
+    backend: Backend,
+) -> None:
+    async with backend.database() as database, running(database) as tree:
+        room_id, (ada, _) = await a_room(database)
+        pid = await room_server.room(tree, room_id)
+        # A lone surrogate passes the body's checks but cannot be encoded for the database.
+        with pytest.raises(RoomUnavailable, match="could not be stored"):
+            await room_server.send(tree, room_id, ada, "bad \ud800", "c1")
+        assert (await room_server.send(tree, room_id, ada, "fine", "c2")).seq == 1
+        assert tree.rooms.whereis_name(room_id) is pid
+
+
 async def test_a_room_killed_mid_burst_loses_nothing_acknowledged(backend: Backend) -> None:
     async with backend.database() as database, running(database, room_idle_s=3600) as tree:
         room_id, users = await a_room(database, members=4)

@@ -1,21 +1,34 @@
 """The node's message writer: the sends of every room, stored a batch at a time.
 
-A room's process stores each message before it acknowledges it, and waits for that: with
-many rooms busy at once, a statement per message would cost each message a transaction, a
-commit and a trip to the database of its own - on SQLite, two hand-offs between the event
-loop and the writer thread, which cost more than the insert. The writer stores what the
-rooms hand it together instead. While one batch is being written the next one collects, so a
-lone message goes at once and a batch grows with the load (group commit, without a timer).
+A room's process stores each message before it acknowledges it: with many rooms busy at once,
+a statement per message would cost each message a transaction, a commit and a trip to the
+database of its own - on SQLite, two hand-offs between the event loop and the writer thread,
+which cost more than the insert. The writer stores what the rooms hand it together instead.
+While one batch is being written the next one collects, so a lone message goes at once and a
+batch grows with the load (group commit, without a timer).
 
 A batch is one statement - an ``INSERT ... SELECT`` over the batch's rows, with the checks of
-``append``'s common case on each: the sender is a member of the room and not muted, and the
-message takes the room's next number - and the stored rows come back from it. A batch holds
-at most one message per room: the room's next number is read before the statement inserts,
-and a room's process has one send in flight anyway. What the statement did not store (a
-sender who is not a member or is muted, a retried ``client_msg_id``, a number another node
-took first) goes the careful way, :func:`~trunkline.chat.messages.append` on its own, which
-finds out which and answers as it always does. So does every message of a batch whose
-statement failed: one bad row must not fail the others.
+``append``'s common case on each: the sender is a member of the room and not muted, the
+``client_msg_id`` is not stored yet, and the message takes the room's next number - and the
+stored rows come back from it. Several messages of one room are numbered in the order they
+were handed over (the room's last number plus their rank among the room's rows that pass the
+checks), so a room whose members all send at once is stored in one statement, not one
+statement each. That holds on SQLite, whose one writer makes the statement the only one
+numbering; on PostgreSQL, where other nodes may number the same room at the same moment, a
+batch holds one message per room, so that a number taken by another node costs one message
+the careful way rather than reordering a sender's messages. A send whose ``client_msg_id``
+is already in the batch waits for the next one (where it is a retry).
+
+What the statement did not store (a sender who is not a member or is muted, a retried
+``client_msg_id``, a number another node took first) goes the careful way,
+:func:`~trunkline.chat.messages.append` on its own, which finds out which and answers as it
+always does. So does every message of a batch whose statement failed: one bad row must not
+fail the others.
+
+:meth:`MessageWriter.store` hands a message over and returns at once, with a future of the
+stored message: a room's process hands over each send as it comes and answers it when its
+future is done, so that the sends of one busy room share batches. Futures are done in the
+order the messages were stored, which is their numbers' order.
 
 The guarantees are ``append``'s: a message is acknowledged once stored (its batch
 committed), numbers have no gap, and a retried ``client_msg_id`` is stored once.
@@ -53,38 +66,46 @@ _MUTE_OVER_BATCH = _MUTE_OVER.replace("$5", "$1")
 
 # The batch's rows come as one JSON array of [room, sender, client id, body] on SQLite (one
 # statement whatever the batch's size, so SQLite prepares it once), as arrays on PostgreSQL.
+# Both read the room's last number as it was before the statement (PostgreSQL's snapshot;
+# SQLite's INSERT ... SELECT from the table it inserts into reads it all first), and number a
+# room's rows by their rank ``n`` among those that pass the checks: no gap, whatever fails.
+_NOT_STORED = """NOT EXISTS (SELECT 1 FROM chat_messages d
+                  WHERE d.room_id = b.room_id AND d.sender_id = b.sender_id
+                    AND d.client_msg_id = b.client_msg_id)"""
 _APPEND_BATCH = db.Query(
     "chat.messages.append_batch",
     postgresql=f"""
         INSERT INTO chat_messages (room_id, seq, sender_id, client_msg_id, body, created_at)
         SELECT b.room_id,
-               (SELECT COALESCE(MAX(c.seq), 0) + 1 FROM chat_messages c
-                WHERE c.room_id = b.room_id),
+               (SELECT COALESCE(MAX(c.seq), 0) FROM chat_messages c
+                WHERE c.room_id = b.room_id)
+               + ROW_NUMBER() OVER (PARTITION BY b.room_id ORDER BY b.n),
                b.sender_id, b.client_msg_id, b.body, $1::timestamptz
-        FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[])
-             AS b(room_id, sender_id, client_msg_id, body)
+        FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY
+             AS b(room_id, sender_id, client_msg_id, body, n)
         JOIN chat_room_members m ON m.room_id = b.room_id AND m.user_id = b.sender_id
-        WHERE {_MUTE_OVER_BATCH}
+        WHERE {_MUTE_OVER_BATCH} AND {_NOT_STORED}
         ON CONFLICT DO NOTHING
         RETURNING {_COLUMNS}""",
     sqlite=f"""
         INSERT INTO chat_messages (room_id, seq, sender_id, client_msg_id, body, created_at)
         SELECT b.room_id,
-               (SELECT COALESCE(MAX(c.seq), 0) + 1 FROM chat_messages c
-                WHERE c.room_id = b.room_id),
+               (SELECT COALESCE(MAX(c.seq), 0) FROM chat_messages c
+                WHERE c.room_id = b.room_id)
+               + ROW_NUMBER() OVER (PARTITION BY b.room_id ORDER BY b.n),
                b.sender_id, b.client_msg_id, b.body, $1
-        FROM (SELECT value ->> 0 AS room_id, value ->> 1 AS sender_id,
+        FROM (SELECT key AS n, value ->> 0 AS room_id, value ->> 1 AS sender_id,
                      value ->> 2 AS client_msg_id, value ->> 3 AS body
               FROM json_each($2)) AS b
         JOIN chat_room_members m ON m.room_id = b.room_id AND m.user_id = b.sender_id
-        WHERE {_MUTE_OVER_BATCH}
+        WHERE {_MUTE_OVER_BATCH} AND {_NOT_STORED}
         ON CONFLICT DO NOTHING
         RETURNING {_COLUMNS}""",
 )
 
 
 class _Send:
-    __slots__ = ("body", "client_msg_id", "database", "future", "room_id", "sender_id")
+    __slots__ = ("body", "client_msg_id", "database", "future", "max_chars", "room_id", "sender_id")
 
     def __init__(
         self,
@@ -93,13 +114,15 @@ class _Send:
         sender_id: int,
         body: str,
         client_msg_id: str,
-        future: asyncio.Future[Message | None],
+        max_chars: int,
+        future: asyncio.Future[Message],
     ) -> None:
         self.database = database
         self.room_id = room_id
         self.sender_id = sender_id
         self.body = body
         self.client_msg_id = client_msg_id
+        self.max_chars = max_chars
         self.future = future
 
 
@@ -110,6 +133,35 @@ class MessageWriter:
     def __init__(self) -> None:
         self._waiting: list[_Send] = []
         self._writing: asyncio.Task[None] | None = None
+        self._careful: set[asyncio.Task[None]] = set()
+
+    def store(
+        self,
+        database: db.Database,
+        room_id: int,
+        sender_id: int,
+        body: str,
+        client_msg_id: str,
+        *,
+        max_chars: int = MAX_BODY_CHARS,
+    ) -> asyncio.Future[Message]:
+        """Hand a message over to be stored as the room's next one, in the next batch; the
+        future of the stored message, or of :func:`~trunkline.chat.messages.append`'s error
+        (cancel it to withdraw the message while it waits for its batch).
+
+        Raises:
+            InvalidInput: a bad body or client message id; nothing is handed over.
+        """
+        body = check_body(body, max_chars)
+        client_msg_id = _check_client_msg_id(client_msg_id)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+        self._waiting.append(
+            _Send(database, room_id, sender_id, body, client_msg_id, max_chars, future)
+        )
+        if self._writing is None:
+            self._writing = loop.create_task(self._write())
+        return future
 
     async def append(
         self,
@@ -123,19 +175,9 @@ class MessageWriter:
     ) -> Message:
         """Store a message as the room's next one, in the next batch: as
         :func:`~trunkline.chat.messages.append`, with the same errors."""
-        body = check_body(body, max_chars)
-        client_msg_id = _check_client_msg_id(client_msg_id)
-        future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Send(database, room_id, sender_id, body, client_msg_id, future))
-        if self._writing is None:
-            self._writing = asyncio.get_running_loop().create_task(self._write())
-        message = await future
-        if message is None:
-            # Not stored by the batch: the careful way says why, or stores it.
-            return await append(
-                database, room_id, sender_id, body, client_msg_id, max_chars=max_chars
-            )
-        return message
+        return await self.store(
+            database, room_id, sender_id, body, client_msg_id, max_chars=max_chars
+        )
 
     async def _write(self) -> None:
         batch: list[_Send] = []
@@ -161,23 +203,37 @@ class MessageWriter:
             self._writing = None
 
     def _take_batch(self) -> list[_Send]:
-        """The next batch: the waiting sends, in order, at most one per room and only those
-        on the first one's database; the rest wait for the next."""
+        """The next batch: the waiting sends, in order, only those on the first one's
+        database, one per ``client_msg_id`` and, on PostgreSQL, one per room; the rest wait
+        for the next."""
         waiting = self._waiting
         if len(waiting) <= 1:
             self._waiting = []
             return [send for send in waiting if not send.future.done()]
         database = waiting[0].database
+        one_per_room = database.dialect == "postgresql"
         rooms: set[int] = set()
+        sends: set[tuple[int, int, str]] = set()
+        deferred: set[int] = set()  # rooms with a send left for the next batch
         batch: list[_Send] = []
         later: list[_Send] = []
         for send in waiting:
             if send.future.done():
                 continue  # its caller gave up before it was written
-            if send.room_id in rooms or send.database is not database or len(batch) >= MAX_BATCH:
+            room_id = send.room_id
+            key = (room_id, send.sender_id, send.client_msg_id)
+            if (
+                room_id in deferred  # a room's sends keep their order
+                or send.database is not database
+                or len(batch) >= MAX_BATCH
+                or key in sends
+                or (one_per_room and room_id in rooms)
+            ):
+                deferred.add(room_id)
                 later.append(send)
             else:
-                rooms.add(send.room_id)
+                rooms.add(room_id)
+                sends.add(key)
                 batch.append(send)
         self._waiting = later
         return batch
@@ -189,11 +245,41 @@ class MessageWriter:
         except db.DatabaseError as error:
             log.debug("a batch of %d messages failed (%s); each is tried alone", len(batch), error)
             rows = []
-        stored = {row[1]: row for row in rows}  # by room: one message per room per batch
+        stored = {(row[1], row[3], row[4]): row for row in rows}  # room, sender, client id
         for send in batch:
-            row = stored.get(send.room_id)
-            if not send.future.done():
-                send.future.set_result(None if row is None else Message.from_row(row))
+            row = stored.get((send.room_id, send.sender_id, send.client_msg_id))
+            if send.future.done():
+                continue
+            if row is not None:
+                send.future.set_result(Message.from_row(row))
+            else:
+                # Not stored by the batch: the careful way says why, or stores it.
+                task = asyncio.get_running_loop().create_task(_carefully(send))
+                self._careful.add(task)
+                task.add_done_callback(self._careful.discard)
+
+
+async def _carefully(send: _Send) -> None:
+    try:
+        message = await append(
+            send.database,
+            send.room_id,
+            send.sender_id,
+            send.body,
+            send.client_msg_id,
+            max_chars=send.max_chars,
+        )
+    except BaseException as error:
+        if not send.future.done():
+            if isinstance(error, asyncio.CancelledError):
+                send.future.cancel()
+            else:
+                send.future.set_exception(error)
+        if not isinstance(error, Exception):
+            raise
+    else:
+        if not send.future.done():
+            send.future.set_result(message)
 
 
 def _arguments(database: db.Database, batch: list[_Send], at: datetime) -> tuple[Any, ...]:

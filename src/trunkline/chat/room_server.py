@@ -8,18 +8,22 @@ that died is replaced by a fresh one that carries on where the database says.
 It serializes the room's writes. A send is::
 
     send(tree, room_id, user, body, client_msg_id)
-        -> the room process: the node's message writer stores it, in a batch with other
-           rooms' sends (checks membership and mute, numbers; message_writer.py)
-        -> the reply to the caller, with the stored message: the acknowledgement
+        -> the room process hands it to the node's message writer and takes its next
+           request: the writer stores it, in a batch with the other sends of this room and
+           of others (checks membership and mute, numbers; message_writer.py)
+        -> once stored, the reply to the caller, with the stored message: the
+           acknowledgement
         -> one broadcast on PubSub "room:<id>", its frame encoded once for every recipient
            and written by the dispatcher straight to each joined connection's socket
-           (``pushes.py``)
+           (``pushes.py``), in the order of the messages' numbers
 
-Edits and deletions take the same path (their pushes keep the message's ``seq`` with a new
-``version``). Because the reply comes only after the store, an acknowledged message is never
-lost. If the process dies in the middle (killed, or its node stopping), the caller gets
-:class:`RoomUnavailable` and may send again with the same ``client_msg_id``: the message is
-stored at most once, and the next call starts a new process.
+Edits and deletions are done by the process itself, one at a time (their pushes keep the
+message's ``seq`` with a new ``version``). Because the reply comes only after the store, an
+acknowledged message is never lost. A send the process handed over is answered and broadcast
+once stored even if the process was killed meanwhile; a caller whose room process died
+before taking its request, or that did not hear back in time, gets :class:`RoomUnavailable`
+and may send again with the same ``client_msg_id``: the message is stored at most once, and
+the next call starts a new process.
 
 A room process with no request and no subscriber on its topic for ``limits.room_idle_s``
 (node clock) stops, normally; the next request starts another.
@@ -27,8 +31,10 @@ A room process with no request and no subscriber on its topic for ``limits.room_
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from trunkline import db, otp
@@ -67,18 +73,22 @@ _LAST_SEQ = db.Query(
 
 
 class RoomUnavailable(ChatError):
-    """The room's process ended before replying (killed, or stopping with its node), or did
-    not reply within ``limits.request_timeout_s``: the request may or may not have been done.
+    """The room's process ended before replying (killed, or stopping with its node), did not
+    reply within ``limits.request_timeout_s``, or could not store a send (the database
+    failed): the request may or may not have been done.
     A send may be retried with the same ``client_msg_id`` (it is stored at most once).
 
     Attributes:
         room_id: the room.
-        reason: the process's exit reason, or ``"timeout"``.
+        reason: the process's exit reason, ``"timeout"``, or (``storing``) what the store
+            failed with.
     """
 
-    def __init__(self, room_id: int, reason: Any) -> None:
+    def __init__(self, room_id: int, reason: Any, *, storing: bool = False) -> None:
         if reason == "timeout":
             text = f"room {room_id}: its process did not reply in time"
+        elif storing:
+            text = f"room {room_id}: the message could not be stored ({reason!r})"
         else:
             text = f"room {room_id}: its process ended before replying ({reason!r})"
         super().__init__(text)
@@ -118,23 +128,13 @@ class RoomServer(otp.GenServer):
         try:
             match request:
                 case ("send", user_id, body, client_msg_id, origin):
-                    message = await self.tree.message_writer.append(
+                    # Handed over, not awaited: the room takes its next request while this
+                    # one is stored, so that the sends of a busy room share the writer's
+                    # batches. _stored answers it.
+                    stored = self.tree.message_writer.store(
                         database, self.room_id, user_id, body, client_msg_id
                     )
-                    otp.reply(from_, message)  # the acknowledgement: stored
-                    if not message.duplicate or message.seq > self.broadcast_upto:
-                        # A duplicate is broadcast again only if this process has not yet
-                        # broadcast that far: its predecessor may have died before doing so.
-                        self.last_seq = max(self.last_seq, message.seq)
-                        self._broadcast("message", message, origin)
-                    if (
-                        not message.duplicate
-                        and (self.direct or "@" in message.body)  # else it is for nobody
-                        and wanted(self.tree)
-                    ):
-                        # For members with no device connected: after the ack, beside the
-                        # room, so that neither waits for it.
-                        otp.spawn(notify_offline, self.tree, message, self.direct)
+                    stored.add_done_callback(partial(self._stored, from_, origin))
                     return otp.NoReply()
                 case ("edit", user_id, seq, body, origin):
                     message = await edit_message(database, self.room_id, seq, user_id, body)
@@ -160,6 +160,39 @@ class RoomServer(otp.GenServer):
                 return otp.Stop(otp.NORMAL)
             otp.send_after(max(idle_s - quiet_s, 0.0) or idle_s, otp.self(), _IDLE)
         return None
+
+    def _stored(
+        self, from_: otp.From, origin: otp.Pid | None, stored: asyncio.Future[Message]
+    ) -> None:
+        """A send is stored, or refused: acknowledge it, then broadcast it. The writer's
+        futures are done in the order their messages were stored, so broadcasts go out in
+        the order of their numbers. This runs whether or not the process still does: what
+        a process killed in the middle stored is still answered and broadcast."""
+        if stored.cancelled():
+            otp.reply(from_, _Failed(RoomUnavailable(self.room_id, "cancelled", storing=True)))
+            return
+        error = stored.exception()
+        if error is not None:
+            if not isinstance(error, ChatError):
+                log.warning("room %d: a send failed: %r", self.room_id, error)
+                error = RoomUnavailable(self.room_id, error, storing=True)
+            otp.reply(from_, _Failed(error))
+            return
+        message = stored.result()
+        otp.reply(from_, message)  # the acknowledgement: stored
+        if not message.duplicate or message.seq > self.broadcast_upto:
+            # A duplicate is broadcast again only if this process has not yet broadcast
+            # that far: its predecessor may have died before doing so.
+            self.last_seq = max(self.last_seq, message.seq)
+            self._broadcast("message", message, origin)
+        if (
+            not message.duplicate
+            and (self.direct or "@" in message.body)  # else it is for nobody
+            and wanted(self.tree)
+        ):
+            # For members with no device connected: after the ack, beside the room, so
+            # that neither waits for it.
+            otp.spawn(notify_offline, self.tree, message, self.direct)
 
     def _broadcast(self, kind: str, message: Message, origin: otp.Pid | None) -> None:
         self.broadcast_upto = max(self.broadcast_upto, message.seq)
