@@ -7,13 +7,16 @@ floods is slowed by TCP rather than buffered). One task of the app's closes the 
 that sent nothing for ``limits.idle_timeout_s`` with 1001 (looking every quarter of it).
 
 Frames the server sends go through a :class:`WebSocketTransport`, which builds each WebSocket
-frame itself and writes it to the TCP transport at once, without a task or a queue of its
-own: a room's push is built once (its bytes are kept on the push) and written as they are to
-every member's socket. So compression is off - it would cost a compression per recipient, for
-frames of a few hundred bytes. The TCP transport's buffer is the outbound queue: when a frame
-would take it past ``limits.max_outbound_bytes`` (bytes), the client is too slow and is
-**disconnected** - its TCP connection is dropped, since a client that reads nothing would not
-read a close frame either.
+frame itself and writes it to the TCP transport without a task or a queue of its own: a
+room's push is built once (its bytes are kept on the push) and written as they are to every
+member's socket. So compression is off - it would cost a compression per recipient, for
+frames of a few hundred bytes. The frames a socket is given during one pass of the event loop
+are written together at the end of it (:class:`Outbox`): one system call for all of them. A
+busy room's messages are stored and broadcast in batches, so a member's socket is often given
+several at once, and the write, not the frame, is what costs. The TCP transport's buffer is
+the outbound queue: when a frame would take it past ``limits.max_outbound_bytes`` (bytes), the
+client is too slow and is **disconnected** - its TCP connection is dropped, since a client that
+reads nothing would not read a close frame either.
 
 Frame sizes: a text frame over ``limits.max_frame_bytes`` is answered ``too_large`` and the
 connection goes on; aiohttp itself reads frames of at most four times that (at least
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CHAT",
     "CONNECTIONS",
+    "OUTBOX",
+    "Outbox",
     "WebSocketTransport",
     "add_chat_socket",
     "chat_socket_hook",
@@ -69,10 +74,43 @@ CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("trunkline.chat.connection
 """The connections of the app's open chat sockets (for the idle sweep)."""
 
 
+class Outbox:
+    """The sockets given frames during this pass of the event loop: written at its end, each
+    in one call (see the module documentation).
+
+    Args:
+        max_outbound_bytes: a socket's outbound bytes at most (held here, and in its TCP
+            transport's buffer).
+    """
+
+    __slots__ = ("_holding", "max_outbound_bytes")
+
+    def __init__(self, max_outbound_bytes: int) -> None:
+        self.max_outbound_bytes = max_outbound_bytes
+        self._holding: list[WebSocketTransport] = []
+
+    def hold(self, transport: WebSocketTransport) -> None:
+        """``transport`` holds frames: write them at the end of this pass."""
+        if not self._holding:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._holding.append(transport)
+
+    def flush(self) -> None:
+        """Write what every socket holds."""
+        holding, self._holding = self._holding, []
+        for transport in holding:
+            transport.flush()
+
+
+OUTBOX: web.AppKey[Outbox] = web.AppKey("trunkline.chat.outbox")
+"""The app's :class:`Outbox`."""
+
+
 def add_chat_socket(app: web.Application, tree: ChatTree) -> None:
     """Serve the chat protocol at ``GET /socket`` with ``tree``."""
     app[CHAT] = tree
     app[CONNECTIONS] = set()
+    app[OUTBOX] = Outbox(tree.limits.max_outbound_bytes)
     app.router.add_get("/socket", socket_handler, name="chat_socket")
     app.cleanup_ctx.append(_idle_sweep)
 
@@ -124,7 +162,7 @@ async def socket_handler(request: web.Request) -> web.StreamResponse:
     limits = tree.limits
     ws = web.WebSocketResponse(max_msg_size=max_msg_size(limits), compress=False)
     await ws.prepare(request)
-    transport = WebSocketTransport(ws, request.transport, limits.max_outbound_bytes)
+    transport = WebSocketTransport(ws, request.transport, request.app[OUTBOX])
     connections = request.app[CONNECTIONS]
     connection: Connection | None = None
     track_websocket(request, ws)
@@ -159,29 +197,31 @@ class WebSocketTransport:
     Args:
         ws: the prepared WebSocket (without compression: frames are written as built here).
         transport: the TCP transport under it, written to directly.
-        max_outbound_bytes: bytes waiting in the TCP transport's buffer at most.
+        outbox: where it says it holds frames, to be written at the end of the loop's pass.
     """
 
-    __slots__ = ("_closer", "_dead", "_max", "_transport", "_ws", "overflowed")
+    __slots__ = ("_closer", "_dead", "_held", "_outbox", "_transport", "_ws", "overflowed")
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport | None,
-        max_outbound_bytes: int,
+        outbox: Outbox,
     ) -> None:
         self._ws = ws
         self._transport = transport
-        self._max = max_outbound_bytes
+        self._outbox = outbox
+        self._held: bytes | bytearray | None = None  # frames not written yet
         self._closer: asyncio.Task[None] | None = None
         self._dead = transport is None
         self.overflowed = False  # whether the client was disconnected for being too slow
 
     @property
     def pending(self) -> int:
-        """Bytes written and not yet taken by the client's TCP connection."""
+        """Bytes given and not yet taken by the client's TCP connection."""
         transport = self._transport
-        return 0 if transport is None else transport.get_write_buffer_size()
+        held = 0 if self._held is None else len(self._held)
+        return held if transport is None else held + transport.get_write_buffer_size()
 
     def send(self, text: str) -> bool:
         return self._write(text_frame(text.encode()))
@@ -195,16 +235,39 @@ class WebSocketTransport:
     def close(self, code: int, reason: str) -> None:
         if self._dead or self._closer is not None:
             return
+        self.flush()  # the close frame comes after what was given before it
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def finish(self) -> None:
         """Stop writing (the socket is done with)."""
         self._dead = True
+        self._held = None
         closer = self._closer
         if closer is not None and closer is not asyncio.current_task():
             closer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await closer
+
+    def flush(self) -> None:
+        """Write the frames held, in one call."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        if self._dead:
+            return
+        transport = self._transport
+        assert transport is not None
+        if transport.is_closing():
+            self._dead = True  # the client went away
+            return
+        try:
+            transport.write(held)
+        except (OSError, RuntimeError):
+            # Written for a room's broadcast: one broken socket must not fail the others.
+            log.info("chat socket: a write failed; the client is disconnected", exc_info=True)
+            self._dead = True
+            transport.abort()
 
     def _write(self, wire: bytes) -> bool:
         if self._dead or self._closer is not None:
@@ -214,20 +277,24 @@ class WebSocketTransport:
         if transport.is_closing():
             self._dead = True  # the client went away
             return False
-        if transport.get_write_buffer_size() + len(wire) > self._max:
+        held = self._held
+        outbound = transport.get_write_buffer_size() + len(wire)
+        if held is not None:
+            outbound += len(held)
+        if outbound > self._outbox.max_outbound_bytes:
             log.info("chat socket: a client too slow to read was disconnected")
             self.overflowed = True
             self._dead = True
+            self._held = None
             transport.abort()
             return False
-        try:
-            transport.write(wire)
-        except (OSError, RuntimeError):
-            # Written from a room's broadcast: one broken socket must not fail the others.
-            log.info("chat socket: a write failed; the client is disconnected", exc_info=True)
-            self._dead = True
-            transport.abort()
-            return False
+        if held is None:
+            self._held = wire
+            self._outbox.hold(self)
+        elif type(held) is bytearray:
+            held += wire
+        else:
+            self._held = bytearray(held) + wire
         return True
 
     async def _close(self, code: int, reason: str) -> None:
