@@ -13,6 +13,7 @@ from trunkline import db
 from trunkline.chat import moderation
 from trunkline.chat.exceptions import InvalidInput, Muted, NotFound, NotMember
 from trunkline.chat.message_writer import MAX_BATCH, MessageWriter
+from trunkline.chat.messages import get_message
 from trunkline.chat.rooms import create_room, join
 from trunkline.otp import telemetry
 
@@ -44,6 +45,9 @@ async def test_sends_of_many_rooms_at_once_go_in_few_statements(backend: Backend
         batches = [e for e in seen if e.metadata["statement"] == "chat.messages.append_batch"]
         assert [e.measurements["rows"] for e in batches] == [40]
         assert len({m.created_at for m in sent}) == 1
+        # Each answer is the stored message, as it reads back.
+        for message in sent:
+            assert await get_message(database, message.room_id, message.seq) == message
 
 
 async def test_a_rooms_sends_at_once_are_numbered_in_order_without_gaps(backend: Backend) -> None:

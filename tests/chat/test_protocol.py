@@ -4,6 +4,8 @@ mistyped frame gets its error code, and the connection process answers the next 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from trunkline import otp
 from trunkline.chat import protocol
 from trunkline.chat.connection import ConnectionServer, MemoryTransport, handle_frame
+from trunkline.chat.messages import Message
 from trunkline.chat.protocol import FrameError, parse_request
 from trunkline.chat.tree import ChatLimits, ChatTree
 
@@ -195,3 +198,27 @@ def test_limits_are_checked() -> None:
         ChatLimits(rate_per_s=-1)
     with pytest.raises(ValueError, match="room_idle_s"):
         ChatLimits(room_idle_s=True)
+
+
+@pytest.mark.parametrize("request_id", [7, "a-7", None])
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_message_frames_are_what_encode_writes_with_the_message_encoded_once(
+    request_id: Any, duplicate: bool
+) -> None:
+    at = datetime(2026, 11, 29, 5, 30, 1, 250, tzinfo=UTC)
+    message = Message(12, 3, 45, 6, 'c"1', 'h\u00e9llo "there"\n', at, None, at, 2)
+    message = replace(message, duplicate=duplicate)
+    fields = protocol.message_fields(message)
+    push = protocol.encode_push("edit", message, at)
+    assert push == protocol.encode(
+        {"type": "edit", "room": 3, "seq": 45, "message": fields, "server_time": at.isoformat()}
+    )
+    assert protocol.encode_message_reply(request_id, message, send=True) == protocol.encode(
+        {"id": request_id, "ok": True, "duplicate": duplicate, "message": fields}
+    )
+    assert protocol.encode_message_reply(request_id, message) == protocol.encode_reply(
+        request_id, message=fields
+    )
+    # Encoded once: the reply reuses the push's text of the message.
+    assert protocol.message_json(message) is protocol.message_json(message)
+    assert json.loads(push)["message"] == fields

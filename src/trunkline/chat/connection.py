@@ -79,9 +79,9 @@ from .protocol import (
     Send,
     Typing,
     encode,
+    encode_message_reply,
     encode_push,
     encode_reply,
-    message_fields,
     parse_request,
 )
 from .pushes import Lane, RoomPush, Transport, dispatch
@@ -314,21 +314,17 @@ class Connection:
                 self.transport.send(encode_reply(request.id, room=room_id))
             case Send(room=room_id, body=body, client_msg_id=client_msg_id):
                 message = await self._send(room_id, user_id, body, client_msg_id)
-                self.transport.send(
-                    encode_reply(
-                        request.id, duplicate=message.duplicate, message=message_fields(message)
-                    )
-                )
+                self.transport.send(encode_message_reply(request.id, message, send=True))
             case Edit(room=room_id, seq=seq, body=body):
                 message = await room_server.edit(
                     self.tree, room_id, user_id, seq, body, origin=self.pid
                 )
-                self.transport.send(encode_reply(request.id, message=message_fields(message)))
+                self.transport.send(encode_message_reply(request.id, message))
             case Delete(room=room_id, seq=seq):
                 message = await room_server.delete(
                     self.tree, room_id, user_id, seq, origin=self.pid
                 )
-                self.transport.send(encode_reply(request.id, message=message_fields(message)))
+                self.transport.send(encode_message_reply(request.id, message))
             case Typing(room=room_id):
                 self._typing(request, room_id, user_id)
             case Read(room=room_id, seq=seq):

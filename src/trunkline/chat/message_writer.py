@@ -45,7 +45,6 @@ from typing import Any
 from trunkline import db
 
 from .messages import (
-    _COLUMNS,
     _MUTE_OVER,
     MAX_BODY_CHARS,
     Message,
@@ -69,6 +68,9 @@ _MUTE_OVER_BATCH = _MUTE_OVER.replace("$5", "$1")
 # Both read the room's last number as it was before the statement (PostgreSQL's snapshot;
 # SQLite's INSERT ... SELECT from the table it inserts into reads it all first), and number a
 # room's rows by their rank ``n`` among those that pass the checks: no gap, whatever fails.
+# What a stored row says that the batch did not know: the rest is the send's, and a new
+# message's (created now, never edited, version 1).
+_RETURNED = "id, room_id, seq, sender_id, client_msg_id"
 _NOT_STORED = """NOT EXISTS (SELECT 1 FROM chat_messages d
                   WHERE d.room_id = b.room_id AND d.sender_id = b.sender_id
                     AND d.client_msg_id = b.client_msg_id)"""
@@ -86,7 +88,7 @@ _APPEND_BATCH = db.Query(
         JOIN chat_room_members m ON m.room_id = b.room_id AND m.user_id = b.sender_id
         WHERE {_MUTE_OVER_BATCH} AND {_NOT_STORED}
         ON CONFLICT DO NOTHING
-        RETURNING {_COLUMNS}""",
+        RETURNING {_RETURNED}""",
     sqlite=f"""
         INSERT INTO chat_messages (room_id, seq, sender_id, client_msg_id, body, created_at)
         SELECT b.room_id,
@@ -100,7 +102,7 @@ _APPEND_BATCH = db.Query(
         JOIN chat_room_members m ON m.room_id = b.room_id AND m.user_id = b.sender_id
         WHERE {_MUTE_OVER_BATCH} AND {_NOT_STORED}
         ON CONFLICT DO NOTHING
-        RETURNING {_COLUMNS}""",
+        RETURNING {_RETURNED}""",
 )
 
 
@@ -240,18 +242,32 @@ class MessageWriter:
 
     async def _store(self, batch: list[_Send]) -> None:
         database = batch[0].database
+        at = _now()
         try:
-            rows = await database.fetch(_APPEND_BATCH, *_arguments(database, batch, _now()))
+            rows = await database.fetch(_APPEND_BATCH, *_arguments(database, batch, at))
         except db.DatabaseError as error:
             log.debug("a batch of %d messages failed (%s); each is tried alone", len(batch), error)
             rows = []
-        stored = {(row[1], row[3], row[4]): row for row in rows}  # room, sender, client id
+        # By room, sender and client id: the id and the number.
+        stored = {(row[1], row[3], row[4]): row for row in rows}
         for send in batch:
             row = stored.get((send.room_id, send.sender_id, send.client_msg_id))
             if send.future.done():
                 continue
             if row is not None:
-                send.future.set_result(Message.from_row(row))
+                message = Message(
+                    id=row[0],
+                    room_id=send.room_id,
+                    seq=row[2],
+                    sender_id=send.sender_id,
+                    client_msg_id=send.client_msg_id,
+                    body=send.body,
+                    created_at=at,
+                    edited_at=None,
+                    deleted_at=None,
+                    version=1,
+                )
+                send.future.set_result(message)
             else:
                 # Not stored by the batch: the careful way says why, or stores it.
                 task = asyncio.get_running_loop().create_task(_carefully(send))

@@ -39,9 +39,11 @@ __all__ = [
     "Typing",
     "encode",
     "encode_error",
+    "encode_message_reply",
     "encode_push",
     "encode_reply",
     "message_fields",
+    "message_json",
     "parse_request",
 ]
 
@@ -242,16 +244,31 @@ def encode_error(request_id: RequestId, code: str, message: str, *, retry: bool 
 
 def encode_push(kind: str, message: Message, server_time: datetime) -> str:
     """A push of a room's message: ``kind`` is ``"message"`` (a new one), ``"edit"`` or
-    ``"delete"`` (a new version of message ``seq``)."""
-    return encode(
-        {
-            "type": kind,
-            "room": message.room_id,
-            "seq": message.seq,
-            "message": message_fields(message),
-            "server_time": server_time.isoformat(),
-        }
+    ``"delete"`` (a new version of message ``seq``); as :func:`encode` would write
+    ``{"type", "room", "seq", "message", "server_time"}``."""
+    return (
+        f'{{"type":{_encode(kind)},"room":{message.room_id},"seq":{message.seq},'
+        f'"message":{message_json(message)},"server_time":{_encode(server_time.isoformat())}}}'
     )
+
+
+def encode_message_reply(request_id: RequestId, message: Message, *, send: bool = False) -> str:
+    """The reply to an edit or a deletion, ``{"id", "ok", "message"}`` as :func:`encode_reply`
+    would write it; to a send (``send``), with ``"duplicate"`` before ``"message"``."""
+    duplicate = ""
+    if send:
+        duplicate = '"duplicate":true,' if message.duplicate else '"duplicate":false,'
+    return f'{{"id":{_encode(request_id)},"ok":true,{duplicate}"message":{message_json(message)}}}'
+
+
+def message_json(message: Message) -> str:
+    """:func:`message_fields` as JSON, encoded once per message: the push to a room and the
+    reply to its sender carry the same text (kept on the message, outside its fields)."""
+    text: str | None = message.__dict__.get("_json")
+    if text is None:
+        text = _encode(message_fields(message))
+        object.__setattr__(message, "_json", text)  # a cache, not a field: frozen is kept
+    return text
 
 
 def message_fields(message: Message) -> dict[str, Any]:
