@@ -96,3 +96,28 @@ async def test_a_close_comes_after_the_frames_given_before_it() -> None:
     for _ in range(3):
         await asyncio.sleep(0)
     assert log == [("write", text_frame(b"last words")), ("close", 1001)]
+
+
+class BrokenTransport(TcpTransport):
+    def write(self, data: bytes | bytearray) -> None:
+        raise ValueError("I/O operation on a closed transport")
+
+
+async def test_a_socket_whose_write_fails_is_dropped_and_the_others_are_written() -> None:
+    outbox = Outbox(max_outbound_bytes=1 << 20)
+    log: list[Any] = []
+    broken_log: list[Any] = []
+    broken = WebSocketTransport(
+        WebSocket(broken_log),  # type: ignore[arg-type]
+        BrokenTransport(broken_log),  # type: ignore[arg-type]
+        outbox,
+    )
+    fine = socket(outbox, log)
+    broken.send("lost")
+    fine.send("kept")
+    await asyncio.sleep(0)
+    assert log == [("write", text_frame(b"kept"))]
+    assert not broken.send("after")  # disconnected
+    fine.send("next")
+    await asyncio.sleep(0)
+    assert log[1:] == [("write", text_frame(b"next"))]

@@ -263,8 +263,9 @@ class WebSocketTransport:
             return
         try:
             transport.write(held)
-        except (OSError, RuntimeError):
-            # Written for a room's broadcast: one broken socket must not fail the others.
+        except Exception:
+            # Written with every other socket of the pass: one broken socket must not fail
+            # the others, nor leave them holding frames that nothing would write.
             log.info("chat socket: a write failed; the client is disconnected", exc_info=True)
             self._dead = True
             transport.abort()
