@@ -34,7 +34,7 @@ async def test_sends_of_many_rooms_at_once_go_in_few_statements(backend: Backend
         with telemetry.capture([QUERY_STOP]) as seen:
             sent = await asyncio.gather(
                 *(
-                    writer.append(database, room, owner, f"hello {room}", "c1")
+                    writer.store(database, room, owner, f"hello {room}", "c1")
                     for room, owner in zip(rooms, owners, strict=True)
                 )
             )
@@ -57,7 +57,7 @@ async def test_a_rooms_sends_at_once_are_numbered_in_order_without_gaps(backend:
         with telemetry.capture([QUERY_STOP]) as seen:
             sent = await asyncio.gather(
                 *(
-                    writer.append(database, rooms[i % 3], owners[i % 3], f"m{i}", f"c{i}")
+                    writer.store(database, rooms[i % 3], owners[i % 3], f"m{i}", f"c{i}")
                     for i in range(30)
                 )
             )
@@ -83,9 +83,9 @@ async def test_a_refused_send_among_a_rooms_sends_leaves_no_gap(backend: Backend
         await moderation.mute(database, rooms[0], owners[0], muted)
         writer = MessageWriter()
         results = await asyncio.gather(
-            writer.append(database, rooms[0], owners[0], "one", "a"),
-            writer.append(database, rooms[0], muted, "shh", "b"),
-            writer.append(database, rooms[0], owners[0], "two", "c"),
+            writer.store(database, rooms[0], owners[0], "one", "a"),
+            writer.store(database, rooms[0], muted, "shh", "b"),
+            writer.store(database, rooms[0], owners[0], "two", "c"),
             return_exceptions=True,
         )
         one, was_muted, two = results
@@ -100,9 +100,9 @@ async def test_a_retry_while_its_send_waits_is_stored_once(backend: Backend) -> 
         rooms, owners = await rooms_of(database, 1)
         writer = MessageWriter()
         first, retry, after = await asyncio.gather(
-            writer.append(database, rooms[0], owners[0], "hello", "same"),
-            writer.append(database, rooms[0], owners[0], "hello", "same"),
-            writer.append(database, rooms[0], owners[0], "after", "other"),
+            writer.store(database, rooms[0], owners[0], "hello", "same"),
+            writer.store(database, rooms[0], owners[0], "hello", "same"),
+            writer.store(database, rooms[0], owners[0], "after", "other"),
         )
         assert (first.seq, first.duplicate) == (1, False)
         assert (retry.id, retry.seq, retry.duplicate) == (first.id, 1, True)
@@ -118,13 +118,13 @@ async def test_each_send_of_a_batch_gets_its_own_answer(backend: Backend) -> Non
         await join(database, rooms[1], muted)
         await moderation.mute(database, rooms[1], owners[1], muted)
         writer = MessageWriter()
-        first = await writer.append(database, rooms[3], owners[3], "first", "dup")
+        first = await writer.store(database, rooms[3], owners[3], "first", "dup")
         results = await asyncio.gather(
-            writer.append(database, rooms[0], owners[0], "fine", "a"),
-            writer.append(database, rooms[1], muted, "shh", "b"),
-            writer.append(database, rooms[2], outsider, "let me in", "c"),
-            writer.append(database, rooms[3], owners[3], "first again", "dup"),
-            writer.append(database, 10_000, owners[0], "nowhere", "d"),
+            writer.store(database, rooms[0], owners[0], "fine", "a"),
+            writer.store(database, rooms[1], muted, "shh", "b"),
+            writer.store(database, rooms[2], outsider, "let me in", "c"),
+            writer.store(database, rooms[3], owners[3], "first again", "dup"),
+            writer.store(database, 10_000, owners[0], "nowhere", "d"),
             return_exceptions=True,
         )
         fine, was_muted, not_member, duplicate, no_room = results
@@ -146,9 +146,9 @@ async def test_a_row_the_database_refuses_fails_alone(backend: Backend) -> None:
         writer = MessageWriter()
         # A lone surrogate passes the body's checks but cannot be encoded for the database.
         results = await asyncio.gather(
-            writer.append(database, rooms[0], owners[0], "warm-up", "w"),
-            writer.append(database, rooms[1], owners[1], "fine", "a"),
-            writer.append(database, rooms[2], owners[2], "bad \ud800", "b"),
+            writer.store(database, rooms[0], owners[0], "warm-up", "w"),
+            writer.store(database, rooms[1], owners[1], "fine", "a"),
+            writer.store(database, rooms[2], owners[2], "bad \ud800", "b"),
             return_exceptions=True,
         )
         assert [getattr(r, "body", None) for r in results[:2]] == ["warm-up", "fine"]
@@ -161,11 +161,11 @@ async def test_bad_input_is_refused_before_it_is_queued(backend: Backend) -> Non
         rooms, owners = await rooms_of(database, 1)
         writer = MessageWriter()
         with pytest.raises(InvalidInput):
-            await writer.append(database, rooms[0], owners[0], "   ", "c1")
+            await writer.store(database, rooms[0], owners[0], "   ", "c1")
         with pytest.raises(InvalidInput):
-            await writer.append(database, rooms[0], owners[0], "x" * 10, "c1", max_chars=5)
+            await writer.store(database, rooms[0], owners[0], "x" * 10, "c1", max_chars=5)
         with pytest.raises(InvalidInput):
-            await writer.append(database, rooms[0], owners[0], "hi", "")
+            await writer.store(database, rooms[0], owners[0], "hi", "")
         assert await database.fetch_val("SELECT count(*) FROM chat_messages") == 0
 
 
@@ -173,11 +173,10 @@ async def test_a_caller_that_gives_up_before_its_batch_stores_nothing(backend: B
     async with rooms_database(backend) as database:
         rooms, owners = await rooms_of(database, 3)
         writer = MessageWriter()
-        first = asyncio.ensure_future(writer.append(database, rooms[0], owners[0], "a", "a"))
-        abandoned = asyncio.ensure_future(writer.append(database, rooms[1], owners[1], "b", "b"))
-        third = asyncio.ensure_future(writer.append(database, rooms[2], owners[2], "c", "c"))
-        await asyncio.sleep(0)  # all three are waiting; the first one's batch is being written
-        abandoned.cancel()
+        first = writer.store(database, rooms[0], owners[0], "a", "a")
+        abandoned = writer.store(database, rooms[1], owners[1], "b", "b")
+        third = writer.store(database, rooms[2], owners[2], "c", "c")
+        abandoned.cancel()  # all three are waiting; the writer has taken no batch yet
         await asyncio.gather(first, third)
         rows = await database.fetch("SELECT body FROM chat_messages ORDER BY body")
         assert [row[0] for row in rows] == ["a", "c"]
@@ -193,7 +192,7 @@ async def test_a_batch_holds_at_most_max_batch_sends(backend: Backend) -> None:
             rooms.append((await create_room(database, user, f"r{i}")).id)
         writer = MessageWriter()
         sent = await asyncio.gather(
-            *(writer.append(database, r, u, "x", "c") for r, u in zip(rooms, users, strict=True))
+            *(writer.store(database, r, u, "x", "c") for r, u in zip(rooms, users, strict=True))
         )
         assert {m.seq for m in sent} == {1}
         assert await database.fetch_val("SELECT count(*) FROM chat_messages") == count
@@ -211,10 +210,10 @@ async def test_a_writer_that_fails_leaves_no_caller_waiting(
 
         monkeypatch.setattr(MessageWriter, "_store", broken)
         results = await asyncio.gather(
-            *(writer.append(database, r, u, "x", "c") for r, u in zip(rooms, owners, strict=True)),
+            *(writer.store(database, r, u, "x", "c") for r, u in zip(rooms, owners, strict=True)),
             return_exceptions=True,
         )
         assert [type(r) for r in results] == [RuntimeError, RuntimeError]
         monkeypatch.undo()
         # The next send starts a writer afresh.
-        assert (await writer.append(database, rooms[0], owners[0], "again", "c2")).seq == 1
+        assert (await writer.store(database, rooms[0], owners[0], "again", "c2")).seq == 1

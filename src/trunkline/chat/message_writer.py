@@ -165,22 +165,6 @@ class MessageWriter:
             self._writing = loop.create_task(self._write())
         return future
 
-    async def append(
-        self,
-        database: db.Database,
-        room_id: int,
-        sender_id: int,
-        body: str,
-        client_msg_id: str,
-        *,
-        max_chars: int = MAX_BODY_CHARS,
-    ) -> Message:
-        """Store a message as the room's next one, in the next batch: as
-        :func:`~trunkline.chat.messages.append`, with the same errors."""
-        return await self.store(
-            database, room_id, sender_id, body, client_msg_id, max_chars=max_chars
-        )
-
     async def _write(self) -> None:
         batch: list[_Send] = []
         try:
