@@ -1,7 +1,8 @@
 """SQLite's search index, kept up to date in batches after messages are stored: what waits is
 indexed by a search and by the chat tree's indexer, edits and deletions of indexed messages
-replace their terms, a reused id is indexed at once, the migration carries the messages
-indexed before it, and the indexer outlives a failing database."""
+replace their terms, a reused id is indexed at once, the index is merged as it is written
+(not by FTS5 on its own), the migrations carry the messages indexed before them, and the
+indexer outlives a failing database."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from trunkline.chat.search_index import CHUNK, SearchIndexer, catch_up
 
 INDEXED = "SELECT indexed_upto FROM chat_search_progress"
 LAST_ID = "SELECT COALESCE(MAX(id), 0) FROM chat_messages"
+# FTS5's own tables: its settings, and a row per leaf page of each segment of the index.
+AUTOMERGE = "SELECT v FROM chat_messages_fts_config WHERE k = 'automerge'"
+SEGMENTS = "SELECT COUNT(DISTINCT segid) FROM chat_messages_fts_idx"
 
 
 async def in_index(database: db.Database, word: str) -> list[int]:
@@ -65,6 +69,35 @@ async def test_a_catch_up_indexes_everything_a_chunk_at_a_time(sqlite: Backend) 
         assert await catch_up(database) == CHUNK + 5
         assert len(await in_index(database, "heron")) == CHUNK + 5
         assert await database.fetch_val(INDEXED) == await database.fetch_val(LAST_ID)
+
+
+async def test_a_paced_catch_up_indexes_as_much(sqlite: Backend) -> None:
+    async with rooms_database(sqlite) as database:
+        [ada] = await add_users(database, "ada")
+        room = (await create_room(database, ada, "lobby")).id
+        for n in range(2 * CHUNK + 5):
+            await append(database, room, ada, f"heron {n}", str(n))
+        assert await catch_up(database, paced=True) == 2 * CHUNK + 5
+        assert len(await in_index(database, "heron")) == 2 * CHUNK + 5
+        assert await database.fetch_val(INDEXED) == await database.fetch_val(LAST_ID)
+
+
+async def test_each_chunk_merges_the_index_which_does_not_merge_itself(sqlite: Backend) -> None:
+    async with rooms_database(sqlite) as database:
+        assert await database.fetch_val(AUTOMERGE) == 0
+        [ada] = await add_users(database, "ada")
+        room = (await create_room(database, ada, "lobby")).id
+        segments = []
+        for n in range(64):  # a chunk (and a segment) each
+            await append(database, room, ada, f"heron {n}", str(n))
+            await catch_up(database)
+            segments.append(await database.fetch_val(SEGMENTS))
+        # Merged four at a time as they come (FTS5's usermerge); unmerged, up to 15 wait.
+        assert max(segments) <= 4
+        assert len(await in_index(database, "heron")) == 64
+        await database.execute(
+            "INSERT INTO chat_messages_fts (chat_messages_fts) VALUES ('integrity-check')"
+        )
 
 
 async def test_edits_and_deletions_of_indexed_messages_replace_their_terms(
@@ -137,6 +170,21 @@ async def test_the_migration_keeps_what_was_indexed_before_it(sqlite: Backend) -
         assert await seqs(database, ada, "heron") == [2, 1]
         await edit_message(database, room, 1, ada, "an old egret")
         assert await seqs(database, ada, "heron") == [2]
+
+
+async def test_the_merging_migration_keeps_the_index(sqlite: Backend) -> None:
+    before = [m for m in chat.MIGRATIONS if m.version < 4]
+    async with sqlite.database(migrate=False) as database:
+        await database.migrate({chat.COMPONENT: before})
+        [ada] = await add_users(database, "ada")
+        room = (await create_room(database, ada, "lobby")).id
+        await append(database, room, ada, "an old heron", "1")
+        await catch_up(database)
+        await database.migrate({chat.COMPONENT: chat.MIGRATIONS})
+        assert await database.fetch_val(AUTOMERGE) == 0
+        await append(database, room, ada, "a new heron", "2")
+        assert await catch_up(database) == 1
+        assert await seqs(database, ada, "heron") == [2, 1]
 
 
 async def test_the_chat_tree_indexes_new_messages_on_its_interval(sqlite: Backend) -> None:

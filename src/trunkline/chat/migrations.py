@@ -17,6 +17,9 @@ Version 2, rooms and messages (members, bans, invitations, history, search): see
 Version 3, SQLite only: messages indexed for search in batches, after they are stored,
 rather than one by one as they are: see ``search_index.py``.
 
+Version 4, SQLite only: the search index merged a bounded step with each batch indexed,
+rather than by FTS5 on its own: see ``search_index.py``.
+
 Run them with ``await database.migrate({COMPONENT: MIGRATIONS})``.
 """
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 from trunkline import db
 
 from .rooms_schema import ROOMS_MIGRATION
-from .search_index import SEARCH_INDEX_MIGRATION
+from .search_index import SEARCH_INDEX_MIGRATION, SEARCH_MERGE_MIGRATION
 
 __all__ = ["COMPONENT", "DEVICES_TABLE", "MIGRATIONS", "USERS_TABLE"]
 
@@ -67,5 +70,6 @@ MIGRATIONS = [
     ),
     ROOMS_MIGRATION,
     SEARCH_INDEX_MIGRATION,
+    SEARCH_MERGE_MIGRATION,
 ]
 """The migrations of the ``"chat"`` component, in version order."""

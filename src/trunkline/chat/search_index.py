@@ -12,7 +12,8 @@ is the common case). Instead a message is indexed after it is stored:
   ``indexed_upto``, and a trigger indexes the messages the mark passes, so the index and
   the mark move together, and the writer is held for one short statement at a time;
 - :class:`SearchIndexer`, in the chat tree on SQLite, calls it every
-  ``limits.search_index_interval_s``, so the index is never far behind;
+  ``limits.search_index_interval_s``, so the index is never far behind, pausing after each
+  chunk as long as the chunk took;
 - :func:`~trunkline.chat.search.search` calls it before it reads, so a search finds every
   message stored before it began: what lags is the work, never the results.
 
@@ -22,20 +23,37 @@ and a message that is not indexed yet needs nothing (it is indexed later with th
 has then). SQLite may give a new message the id of the last one if that one was deleted;
 such an id is at or below ``indexed_upto``, so the insert trigger indexes it at once.
 
+The index is merged a bounded step at a time (migration 4). An FTS5 index is segments,
+merged as they pile up; left to itself FTS5 merges in the transaction that writes a segment,
+and as the index grows a merge holds the writer for tens of milliseconds - every room's
+sends wait behind it. So the index does not merge by itself (``automerge`` 0): each chunk's
+statement also merges at most :data:`MERGE_PAGES` pages, which keeps up with what the chunks
+add. A merge step still costs more as the segments it merges grow (some milliseconds at
+half a million messages); pacing the indexer keeps those steps from following each other.
+
 PostgreSQL indexes a generated ``tsvector`` column in the same statement, as cheap as any
 index: nothing here applies to it, and :func:`catch_up` returns at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from trunkline import db, otp
 
 from .rooms import Queryable
 
-__all__ = ["CHUNK", "SEARCH_INDEX_MIGRATION", "SearchIndexer", "catch_up"]
+__all__ = [
+    "CHUNK",
+    "MERGE_PAGES",
+    "SEARCH_INDEX_MIGRATION",
+    "SEARCH_MERGE_MIGRATION",
+    "SearchIndexer",
+    "catch_up",
+]
 
 log = logging.getLogger("trunkline.chat")
 
@@ -83,6 +101,27 @@ END;
 )
 """Migration 3 of the ``"chat"`` component: see the module documentation."""
 
+MERGE_PAGES = 16
+"""The most pages of the index one chunk's merge step writes (see the module documentation)."""
+
+SEARCH_MERGE_MIGRATION = db.Migration(
+    4,
+    "merge the search index a bounded step a chunk (SQLite)",
+    postgresql="SELECT 1",
+    sqlite=f"""
+INSERT INTO chat_messages_fts (chat_messages_fts, rank) VALUES ('automerge', 0);
+DROP TRIGGER chat_search_progress_index;
+CREATE TRIGGER chat_search_progress_index AFTER UPDATE OF indexed_upto ON chat_search_progress
+WHEN new.indexed_upto > old.indexed_upto BEGIN
+    INSERT INTO chat_messages_fts (rowid, body)
+    SELECT id, body FROM chat_messages
+    WHERE id > old.indexed_upto AND id <= new.indexed_upto;
+    INSERT INTO chat_messages_fts (chat_messages_fts, rank) VALUES ('merge', {MERGE_PAGES});
+END;
+""",
+)
+"""Migration 4 of the ``"chat"`` component: see the module documentation."""
+
 _LAST_PENDING = db.Query(
     "chat.search_index.last_pending",
     f"SELECT MAX(id) FROM chat_messages WHERE id > {_INDEXED}",
@@ -99,7 +138,7 @@ _MOVE = db.Query(
 )
 
 
-async def catch_up(database: Queryable) -> int:
+async def catch_up(database: Queryable, *, paced: bool = False) -> int:
     """Index the messages stored before the call and not indexed yet; how many. Nothing to
     do (and no write) when none wait, and always on PostgreSQL. In a transaction, it
     indexes in that transaction.
@@ -107,18 +146,23 @@ async def catch_up(database: Queryable) -> int:
     Each chunk is one statement, moving ``indexed_upto``: the writer is held for that
     statement alone, and it commits with whatever else is queued. Messages stored
     meanwhile wait for the next call: on a busy node, chasing them would make a
-    transaction per message again."""
+    transaction per message again. ``paced``: after each chunk, wait as long as it took
+    before the next, so that the writer spends at most half its time on the index however
+    much waits (the background indexer's way; a search wants its results now)."""
     if database.dialect != "sqlite":
         return 0
     last = await database.fetch_val(_LAST_PENDING)
     indexed = 0
     end = None
     while last is not None and end != last:
+        started = time.perf_counter()
         [(end, count)] = await database.fetch(_CHUNK, last, CHUNK)  # an aggregate: one row
         if end is None:  # another catch-up indexed them meanwhile
             break
         if await database.execute(_MOVE, end):
             indexed += count
+        if paced and end != last:
+            await asyncio.sleep(time.perf_counter() - started)
     return indexed
 
 
@@ -139,7 +183,7 @@ class SearchIndexer(otp.GenServer):
             log.warning("the search indexer received an unexpected message: %r", message)
             return
         try:
-            await catch_up(self.database)
+            await catch_up(self.database, paced=True)
         except db.DatabaseError as error:
             log.warning("could not index messages for search: %s", error)
         otp.send_after(self.interval_s, self.pid, _INDEX_NOW)
