@@ -40,3 +40,21 @@ async def add_users(database: db.Database, *names: str) -> list[int]:
         )
         ids.append(user_id)
     return ids
+
+
+async def refuse_bodies(database: db.Database, body: str) -> None:
+    """Make the database refuse to store a message whose body is ``body`` (a trigger)."""
+    if database.dialect == "sqlite":
+        await database.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON chat_messages "
+            f"WHEN new.body = '{body}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        return
+    await database.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.body = '{body}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+    )
+    await database.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON chat_messages "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from chat_backends import Backend
-from rooms_helpers import add_users, rooms_database
+from rooms_helpers import add_users, refuse_bodies, rooms_database
 
 from trunkline import db
 from trunkline.chat import moderation
@@ -143,12 +143,12 @@ async def test_each_send_of_a_batch_gets_its_own_answer(backend: Backend) -> Non
 async def test_a_row_the_database_refuses_fails_alone(backend: Backend) -> None:
     async with rooms_database(backend) as database:
         rooms, owners = await rooms_of(database, 3)
+        await refuse_bodies(database, "refused")
         writer = MessageWriter()
-        # A lone surrogate passes the body's checks but cannot be encoded for the database.
         results = await asyncio.gather(
             writer.store(database, rooms[0], owners[0], "warm-up", "w"),
             writer.store(database, rooms[1], owners[1], "fine", "a"),
-            writer.store(database, rooms[2], owners[2], "bad \ud800", "b"),
+            writer.store(database, rooms[2], owners[2], "refused", "b"),
             return_exceptions=True,
         )
         assert [getattr(r, "body", None) for r in results[:2]] == ["warm-up", "fine"]
@@ -166,6 +166,8 @@ async def test_bad_input_is_refused_before_it_is_queued(backend: Backend) -> Non
             await writer.store(database, rooms[0], owners[0], "x" * 10, "c1", max_chars=5)
         with pytest.raises(InvalidInput):
             await writer.store(database, rooms[0], owners[0], "hi", "")
+        with pytest.raises(InvalidInput):  # a lone surrogate: no text to store or send
+            await writer.store(database, rooms[0], owners[0], "bad \ud800", "c1")
         assert await database.fetch_val("SELECT count(*) FROM chat_messages") == 0
 
 

@@ -86,10 +86,12 @@ async def test_a_retried_send_returns_the_stored_message_and_stores_nothing(
         ("  \n ", "c", "body", "empty"),
         ("x" * 4001, "c", "body", "too_long"),
         ("a\x00b", "c", "body", "control_characters"),
+        ("a\ud800b", "c", "body", "not_unicode"),
         (42, "c", "body", "wrong_type"),
         ("hi", "", "client_msg_id", "empty"),
         ("hi", "c" * 129, "client_msg_id", "too_long"),
         ("hi", 7, "client_msg_id", "wrong_type"),
+        ("hi", "c\udfff", "client_msg_id", "not_unicode"),
     ],
 )
 async def test_a_bad_send_is_refused_and_stores_nothing(

@@ -26,6 +26,8 @@ BAD_FRAMES: list[tuple[str, str]] = [
     ("42", "bad_frame"),
     ("null", "bad_frame"),
     ("[" * 100_000, "bad_frame"),
+    ('{"id": "\\ud800", "op": "ping"}', "bad_frame"),  # a lone surrogate is no text
+    ('{"id": 1, "op": "ping", "x": NaN}', "bad_frame"),
     ("{}", "unknown_op"),
     ('{"id": 1}', "unknown_op"),
     ('{"id": 1, "op": "fly"}', "unknown_op"),

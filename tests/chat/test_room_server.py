@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from chat_backends import Backend
-from rooms_helpers import add_users
+from rooms_helpers import add_users, refuse_bodies
 
 from trunkline import chat, db, otp
 from trunkline.chat import room_server
@@ -152,9 +152,9 @@ async def test_a_send_the_database_refuses_is_unavailable_and_the_room_goes_on(
     async with backend.database() as database, running(database) as tree:
         room_id, (ada, _) = await a_room(database)
         pid = await room_server.room(tree, room_id)
-        # A lone surrogate passes the body's checks but cannot be encoded for the database.
+        await refuse_bodies(database, "refused")
         with pytest.raises(RoomUnavailable, match="could not be stored"):
-            await room_server.send(tree, room_id, ada, "bad \ud800", "c1")
+            await room_server.send(tree, room_id, ada, "refused", "c1")
         assert (await room_server.send(tree, room_id, ada, "fine", "c2")).seq == 1
         assert tree.rooms.whereis_name(room_id) is pid
 

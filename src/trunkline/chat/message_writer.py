@@ -37,10 +37,11 @@ committed), numbers have no gap, and a retried ``client_msg_id`` is stored once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from trunkline import db
 
@@ -136,6 +137,8 @@ class MessageWriter:
         self._waiting: list[_Send] = []
         self._writing: asyncio.Task[None] | None = None
         self._careful: set[asyncio.Task[None]] = set()
+        # Looked up once: asyncio.get_running_loop() costs a getpid() system call a time.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def store(
         self,
@@ -156,7 +159,9 @@ class MessageWriter:
         """
         body = check_body(body, max_chars)
         client_msg_id = _check_client_msg_id(client_msg_id)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
         self._waiting.append(
             _Send(database, room_id, sender_id, body, client_msg_id, max_chars, future)
@@ -285,7 +290,7 @@ async def _carefully(send: _Send) -> None:
 def _arguments(database: db.Database, batch: list[_Send], at: datetime) -> tuple[Any, ...]:
     if database.dialect == "sqlite":
         rows = [[send.room_id, send.sender_id, send.client_msg_id, send.body] for send in batch]
-        return at, json.dumps(rows, ensure_ascii=False)
+        return at, orjson.dumps(rows).decode()
     return (
         at,
         [send.room_id for send in batch],

@@ -155,11 +155,11 @@ _DELETE = db.Query(
 
 def check_body(body: Any, max_chars: int = MAX_BODY_CHARS) -> str:
     """``body`` if it may be stored: a string of 1 to ``max_chars`` characters, not only white
-    space, with no NUL.
+    space, with no NUL, Unicode text.
 
     Raises:
-        InvalidInput: field ``"body"``, code ``"wrong_type"``, ``"empty"``, ``"too_long"`` or
-            ``"control_characters"``.
+        InvalidInput: field ``"body"``, code ``"wrong_type"``, ``"empty"``, ``"too_long"``,
+            ``"control_characters"`` or ``"not_unicode"``.
     """
     if not isinstance(body, str):
         raise InvalidInput("body", "wrong_type", "a message body is a string")
@@ -169,6 +169,8 @@ def check_body(body: Any, max_chars: int = MAX_BODY_CHARS) -> str:
         raise InvalidInput("body", "too_long", f"a message body has at most {max_chars} characters")
     if "\x00" in body:
         raise InvalidInput("body", "control_characters", "a message body cannot hold NUL")
+    if not _is_unicode(body):
+        raise InvalidInput("body", "not_unicode", _NOT_UNICODE)
     return body
 
 
@@ -185,7 +187,24 @@ def _check_client_msg_id(client_msg_id: Any) -> str:
         raise InvalidInput(
             "client_msg_id", "control_characters", "a client message id cannot hold NUL"
         )
+    if not _is_unicode(client_msg_id):
+        raise InvalidInput("client_msg_id", "not_unicode", _NOT_UNICODE)
     return client_msg_id
+
+
+_NOT_UNICODE = "text cannot hold a lone surrogate (a JSON escape such as \\ud800)"
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text - no lone surrogate, which a JSON ``\\u`` escape can
+    carry in - and so can be stored and sent as UTF-8."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def append(

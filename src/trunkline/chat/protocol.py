@@ -14,10 +14,11 @@ Server pushes have a ``"type"`` instead of an ``"id"``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from .messages import Message
 
@@ -186,8 +187,8 @@ def parse_request(text: str) -> Request:
             the request's id when the frame had a usable one.
     """
     try:
-        frame = json.loads(text)
-    except (ValueError, RecursionError):
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
         raise FrameError("bad_frame", "a frame is one JSON object") from None
     if not isinstance(frame, dict):
         raise FrameError("bad_frame", "a frame is one JSON object, not " + _kind(frame))
@@ -225,11 +226,13 @@ def parse_request(text: str) -> Request:
 
 def encode(frame: dict[str, Any]) -> str:
     """A frame's text: compact JSON, not ASCII-escaped."""
-    return _encode(frame)
+    return _json(frame)
 
 
-# One encoder for every frame: json.dumps with options builds a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+def _json(value: Any) -> str:
+    # orjson writes compact JSON with non-ASCII characters as they are, as the protocol
+    # wants, some ten times faster than the json module: it encodes every frame.
+    return orjson.dumps(value).decode()
 
 
 def encode_reply(request_id: RequestId, **fields: Any) -> str:
@@ -247,8 +250,8 @@ def encode_push(kind: str, message: Message, server_time: datetime) -> str:
     ``"delete"`` (a new version of message ``seq``); as :func:`encode` would write
     ``{"type", "room", "seq", "message", "server_time"}``."""
     return (
-        f'{{"type":{_encode(kind)},"room":{message.room_id},"seq":{message.seq},'
-        f'"message":{message_json(message)},"server_time":{_encode(server_time.isoformat())}}}'
+        f'{{"type":{_json(kind)},"room":{message.room_id},"seq":{message.seq},'
+        f'"message":{message_json(message)},"server_time":{_json(server_time.isoformat())}}}'
     )
 
 
@@ -258,7 +261,7 @@ def encode_message_reply(request_id: RequestId, message: Message, *, send: bool 
     duplicate = ""
     if send:
         duplicate = '"duplicate":true,' if message.duplicate else '"duplicate":false,'
-    return f'{{"id":{_encode(request_id)},"ok":true,{duplicate}"message":{message_json(message)}}}'
+    return f'{{"id":{_json(request_id)},"ok":true,{duplicate}"message":{message_json(message)}}}'
 
 
 def message_json(message: Message) -> str:
@@ -266,7 +269,7 @@ def message_json(message: Message) -> str:
     reply to its sender carry the same text (kept on the message, outside its fields)."""
     text: str | None = message.__dict__.get("_json")
     if text is None:
-        text = _encode(message_fields(message))
+        text = _json(message_fields(message))
         object.__setattr__(message, "_json", text)  # a cache, not a field: frozen is kept
     return text
 
