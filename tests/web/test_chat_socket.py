@@ -434,6 +434,33 @@ async def read_text_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
     return frame
 
 
+def awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """The names of the coroutines ``task`` is suspended in, outermost first."""
+    names = []
+    coroutine: Any = task.get_coro()
+    while coroutine is not None and hasattr(coroutine, "cr_code"):
+        names.append(coroutine.cr_code.co_name)
+        coroutine = coroutine.cr_await
+    return names
+
+
+async def test_a_socket_holds_no_frame_of_the_middlewares(backend: str, tmp_path: Path) -> None:
+    # A socket lives for hours: a middleware awaiting its handler would hold a frame (some
+    # hundreds of bytes) all that time, for each socket.
+    async with serving(backend, tmp_path) as server:
+        _, token = await server.user()
+        await server.client(token)
+        [task] = [t for t in asyncio.all_tasks() if "socket_handler" in awaiting(t)]
+        held = set(awaiting(task))
+        assert {"_handle_request", "socket_handler"} <= held
+        assert not held & {
+            "telemetry_middleware",
+            "_in_span",
+            "chat_error_middleware",
+            "_in_chat_shape",
+        }
+
+
 async def test_an_idle_connection_is_closed(
     backend: str, tmp_path: Path, clock: otp.MockClock
 ) -> None:

@@ -49,12 +49,19 @@ def route_of(request: web.Request) -> str:
 
 
 @web.middleware
-async def telemetry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def telemetry_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Run the request in a span of :data:`~trunkline.web.metrics.REQUEST_EVENT`; a
     WebSocket upgrade has none (its life is the socket's: it would swamp the durations of
-    requests, and a span held open per socket costs memory for nothing)."""
+    requests, and a span held open per socket costs memory for nothing).
+
+    Not a coroutine: an upgrade's handler is handed on rather than awaited here, so that no
+    frame of this middleware is held for as long as the socket lives."""
     if request.headers.get("Upgrade", "").lower() == "websocket":
-        return await handler(request)
+        return handler(request)
+    return _in_span(request, handler)
+
+
+async def _in_span(request: web.Request, handler: Handler) -> web.StreamResponse:
     metadata = {
         "method": request.method,
         "route": route_of(request),

@@ -192,10 +192,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
-async def chat_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer the errors of the chat API's routes in its shape (see the module)."""
+def chat_error_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Answer the errors of the chat API's routes in its shape (see the module). Other
+    routes' handlers are handed on, not awaited here: a chat socket's lives as long as the
+    socket, and would hold a frame of this middleware all that time."""
     if not request.path.startswith(API_PREFIX):
-        return await handler(request)
+        return handler(request)
+    return _in_chat_shape(request, handler)
+
+
+async def _in_chat_shape(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ChatApiError as error:
