@@ -1,5 +1,6 @@
 """What the tests of rooms, messages and search share: a database migrated with the rooms
-schema, and users made by a plain insert (no password hashing on the way)."""
+schema, users made by a plain insert (no password hashing on the way), and a database that
+refuses a chosen body (for what happens when a store fails)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from chat_backends import Backend
 
 from trunkline import chat, db, otp
 
-__all__ = ["add_users", "rooms_database", "rooms_databases"]
+__all__ = ["add_users", "refuse_bodies", "rooms_database", "rooms_databases"]
 
 
 @asynccontextmanager
