@@ -6,6 +6,8 @@ indexer outlives a failing database."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -156,13 +158,23 @@ async def test_a_search_in_a_transaction_indexes_in_it(backend: Backend) -> None
         assert await seqs(database, ada, "otter") == [1]
 
 
-async def test_the_migration_keeps_what_was_indexed_before_it(sqlite: Backend) -> None:
-    before = [m for m in chat.MIGRATIONS if m.version < 3]
+@asynccontextmanager
+async def migrated_below(
+    sqlite: Backend, version: int
+) -> AsyncIterator[tuple[db.Database, int, int]]:
+    """A database with the chat migrations below ``version`` only, a user and a room, and a
+    message stored there: the database, the user, the room."""
     async with sqlite.database(migrate=False) as database:
+        before = [m for m in chat.MIGRATIONS if m.version < version]
         await database.migrate({chat.COMPONENT: before})
         [ada] = await add_users(database, "ada")
         room = (await create_room(database, ada, "lobby")).id
-        await append(database, room, ada, "an old heron", "1")  # indexed by the old trigger
+        await append(database, room, ada, "an old heron", "1")
+        yield database, ada, room
+
+
+async def test_the_migration_keeps_what_was_indexed_before_it(sqlite: Backend) -> None:
+    async with migrated_below(sqlite, 3) as (database, ada, room):  # indexed by the old trigger
         await database.migrate({chat.COMPONENT: chat.MIGRATIONS})
         assert await database.fetch_val(INDEXED) == await database.fetch_val(LAST_ID)
         await append(database, room, ada, "a new heron", "2")
@@ -173,12 +185,7 @@ async def test_the_migration_keeps_what_was_indexed_before_it(sqlite: Backend) -
 
 
 async def test_the_merging_migration_keeps_the_index(sqlite: Backend) -> None:
-    before = [m for m in chat.MIGRATIONS if m.version < 4]
-    async with sqlite.database(migrate=False) as database:
-        await database.migrate({chat.COMPONENT: before})
-        [ada] = await add_users(database, "ada")
-        room = (await create_room(database, ada, "lobby")).id
-        await append(database, room, ada, "an old heron", "1")
+    async with migrated_below(sqlite, 4) as (database, ada, room):
         await catch_up(database)
         await database.migrate({chat.COMPONENT: chat.MIGRATIONS})
         assert await database.fetch_val(AUTOMERGE) == 0

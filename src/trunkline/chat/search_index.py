@@ -104,6 +104,8 @@ END;
 MERGE_PAGES = 16
 """The most pages of the index one chunk's merge step writes (see the module documentation)."""
 
+# Migration 3's trigger again, with a merge step: migration 3's text stays as it was applied
+# (its checksum is recorded), so the trigger is written out anew rather than shared.
 SEARCH_MERGE_MIGRATION = db.Migration(
     4,
     "merge the search index a bounded step a chunk (SQLite)",
