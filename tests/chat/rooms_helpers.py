@@ -10,8 +10,10 @@ from contextlib import asynccontextmanager
 from chat_backends import Backend
 
 from trunkline import chat, db, otp
+from trunkline.chat.messages import append
+from trunkline.chat.rooms import create_room
 
-__all__ = ["add_users", "refuse_bodies", "rooms_database", "rooms_databases"]
+__all__ = ["add_users", "migrated_below", "refuse_bodies", "rooms_database", "rooms_databases"]
 
 
 @asynccontextmanager
@@ -26,6 +28,21 @@ async def rooms_databases(backend: Backend, count: int) -> AsyncIterator[Sequenc
 async def rooms_database(backend: Backend) -> AsyncIterator[db.Database]:
     async with rooms_databases(backend, 1) as [database]:
         yield database
+
+
+@asynccontextmanager
+async def migrated_below(
+    backend: Backend, version: int
+) -> AsyncIterator[tuple[db.Database, int, int]]:
+    """A database with the chat migrations below ``version`` only, a user and a room, and a
+    message stored there: the database, the user, the room."""
+    async with backend.database(migrate=False) as database:
+        before = [m for m in chat.MIGRATIONS if m.version < version]
+        await database.migrate({chat.COMPONENT: before})
+        [ada] = await add_users(database, "ada")
+        room = (await create_room(database, ada, "lobby")).id
+        await append(database, room, ada, "an old heron", "1")
+        yield database, ada, room
 
 
 async def add_users(database: db.Database, *names: str) -> list[int]:

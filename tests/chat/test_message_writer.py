@@ -4,12 +4,13 @@ answered as ``append`` would answer it alone."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from chat_backends import Backend
-from rooms_helpers import add_users, refuse_bodies, rooms_database
+from rooms_helpers import add_users, migrated_below, refuse_bodies, rooms_database
 
-from trunkline import db
+from trunkline import chat, db
 from trunkline.chat import moderation
 from trunkline.chat.exceptions import InvalidInput, Muted, NotFound, NotMember
 from trunkline.chat.message_writer import MAX_BATCH, MessageWriter
@@ -18,6 +19,11 @@ from trunkline.chat.rooms import create_room, join
 from trunkline.otp import telemetry
 
 QUERY_STOP = ("trunkline", "db", "query", "stop")
+
+
+def statements(seen: list[telemetry.Emitted]) -> list[str]:
+    """The statements run, by name, in order."""
+    return [event.metadata["statement"] for event in seen]
 
 
 async def rooms_of(database: db.Database, count: int) -> tuple[list[int], list[int]]:
@@ -42,8 +48,7 @@ async def test_sends_of_many_rooms_at_once_go_in_few_statements(backend: Backend
             (room, owner, 1, f"hello {room}") for room, owner in zip(rooms, owners, strict=True)
         ]
         # Handed over together: one statement stored them all, at one time.
-        batches = [e for e in seen if e.metadata["statement"] == "chat.messages.append_batch"]
-        assert [e.measurements["rows"] for e in batches] == [40]
+        assert statements(seen) == ["chat.messages.append_batch"]
         assert len({m.created_at for m in sent}) == 1
         # Each answer is the stored message, as it reads back.
         for message in sent:
@@ -66,13 +71,12 @@ async def test_a_rooms_sends_at_once_are_numbered_in_order_without_gaps(backend:
             assert sorted(m.seq for m in mine) == list(range(1, 11))
             # A room's sends keep the order they were handed over in.
             assert [m.body for m in sorted(mine, key=lambda m: m.seq)] == [m.body for m in mine]
-        batches = [e for e in seen if e.metadata["statement"] == "chat.messages.append_batch"]
         if backend.name == "sqlite":
             # The one writer numbers alone: a room's sends share the statement.
-            assert [e.measurements["rows"] for e in batches] == [30]
+            assert statements(seen) == ["chat.messages.append_batch"]
         else:
             # Other nodes may number the same rooms: one message per room per statement.
-            assert [e.measurements["rows"] for e in batches] == [3] * 10
+            assert statements(seen) == ["chat.messages.append_batch"] * 10
 
 
 async def test_a_refused_send_among_a_rooms_sends_leaves_no_gap(backend: Backend) -> None:
@@ -219,3 +223,64 @@ async def test_a_writer_that_fails_leaves_no_caller_waiting(
         monkeypatch.undo()
         # The next send starts a writer afresh.
         assert (await writer.store(database, rooms[0], owners[0], "again", "c2")).seq == 1
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Backend:
+    """For what only SQLite has: the batch's statement returning one row (migration 5)."""
+    return Backend("sqlite", tmp_path)
+
+
+async def test_a_batch_comes_back_in_one_row_whatever_its_size(sqlite: Backend) -> None:
+    # Each row a statement returns would cost SQLite's writer thread the GIL once more.
+    async with rooms_database(sqlite) as database:
+        rooms, owners = await rooms_of(database, 3)
+        writer = MessageWriter()
+        with telemetry.capture([QUERY_STOP]) as seen:
+            sent = await asyncio.gather(
+                *(
+                    writer.store(database, rooms[i % 3], owners[i % 3], f"m{i}", f"c{i}")
+                    for i in range(90)
+                )
+            )
+        assert statements(seen) == ["chat.messages.append_batch"]
+        assert seen[0].measurements["rows"] == 1
+        for message in sent:
+            assert await get_message(database, message.room_id, message.seq) == message
+
+
+async def test_a_batch_stored_where_the_last_message_was_removed_answers_its_own(
+    sqlite: Backend,
+) -> None:
+    # SQLite gives the next message the id of the last one if that one is gone: a batch's
+    # messages are those above the highest id before it, whatever ids were used before.
+    async with rooms_database(sqlite) as database:
+        rooms, owners = await rooms_of(database, 2)
+        writer = MessageWriter()
+        first = await writer.store(database, rooms[0], owners[0], "kept", "a")
+        gone = await writer.store(database, rooms[1], owners[1], "removed", "b")
+        await database.execute("DELETE FROM chat_messages WHERE id = $1", gone.id)
+        again = await asyncio.gather(
+            writer.store(database, rooms[1], owners[1], "after", "c"),
+            writer.store(database, rooms[0], owners[0], "later", "d"),
+        )
+        assert sorted(m.id for m in again) == [gone.id, gone.id + 1]  # one given again
+        assert [(m.room_id, m.seq, m.body) for m in again] == [
+            (rooms[1], 1, "after"),
+            (rooms[0], 2, "later"),
+        ]
+        assert first.seq == 1
+        for message in again:
+            assert await get_message(database, message.room_id, message.seq) == message
+
+
+async def test_batches_carry_on_from_messages_stored_before_the_batch_migration(
+    sqlite: Backend,
+) -> None:
+    async with migrated_below(sqlite, 5) as (database, ada, room):
+        await database.migrate({chat.COMPONENT: chat.MIGRATIONS})
+        writer = MessageWriter()
+        sent = await asyncio.gather(
+            *(writer.store(database, room, ada, f"new {i}", f"n{i}") for i in range(3))
+        )
+        assert [(m.seq, m.body) for m in sent] == [(2, "new 0"), (3, "new 1"), (4, "new 2")]

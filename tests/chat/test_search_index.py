@@ -6,13 +6,11 @@ indexer outlives a failing database."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from chat_backends import Backend
-from rooms_helpers import add_users, rooms_database
+from rooms_helpers import add_users, migrated_below, rooms_database
 from test_room_server import running
 
 from statement_waits import eventually
@@ -156,21 +154,6 @@ async def test_a_search_in_a_transaction_indexes_in_it(backend: Backend) -> None
             await append(tx, room, ada, "a quiet otter", "1")
             assert [m.seq for m in await search(tx, ada, "otter")] == [1]
         assert await seqs(database, ada, "otter") == [1]
-
-
-@asynccontextmanager
-async def migrated_below(
-    sqlite: Backend, version: int
-) -> AsyncIterator[tuple[db.Database, int, int]]:
-    """A database with the chat migrations below ``version`` only, a user and a room, and a
-    message stored there: the database, the user, the room."""
-    async with sqlite.database(migrate=False) as database:
-        before = [m for m in chat.MIGRATIONS if m.version < version]
-        await database.migrate({chat.COMPONENT: before})
-        [ada] = await add_users(database, "ada")
-        room = (await create_room(database, ada, "lobby")).id
-        await append(database, room, ada, "an old heron", "1")
-        yield database, ada, room
 
 
 async def test_the_migration_keeps_what_was_indexed_before_it(sqlite: Backend) -> None:

@@ -9,15 +9,17 @@ batch grows with the load (group commit, without a timer).
 
 A batch is one statement - an ``INSERT ... SELECT`` over the batch's rows, with the checks of
 ``append``'s common case on each: the sender is a member of the room and not muted, the
-``client_msg_id`` is not stored yet, and the message takes the room's next number - and the
-stored rows come back from it. Several messages of one room are numbered in the order they
-were handed over (the room's last number plus their rank among the room's rows that pass the
-checks), so a room whose members all send at once is stored in one statement, not one
-statement each. That holds on SQLite, whose one writer makes the statement the only one
-numbering; on PostgreSQL, where other nodes may number the same room at the same moment, a
-batch holds one message per room, so that a number taken by another node costs one message
-the careful way rather than reordering a sender's messages. A send whose ``client_msg_id``
-is already in the batch waits for the next one (where it is a retry).
+``client_msg_id`` is not stored yet, and the message takes the room's next number - and what
+it stored comes back from it as one value, a JSON array, whatever the batch's size (on
+SQLite, each row a statement returns costs the writer thread the GIL again, which a busy
+event loop makes it wait for: see :data:`BATCH_MIGRATION`). Several messages of one room are
+numbered in the order they were handed over (the room's last number plus their rank among
+the room's rows that pass the checks), so a room whose members all send at once is stored in
+one statement, not one statement each. That holds on SQLite, whose one writer makes the
+statement the only one numbering; on PostgreSQL, where other nodes may number the same room
+at the same moment, a batch holds one message per room, so that a number taken by another
+node costs one message the careful way rather than reordering a sender's messages. A send
+whose ``client_msg_id`` is already in the batch waits for the next one (where it is a retry).
 
 What the statement did not store (a sender who is not a member or is muted, a retried
 ``client_msg_id``, a number another node took first) goes the careful way,
@@ -55,7 +57,7 @@ from .messages import (
 )
 from .rooms import _now
 
-__all__ = ["MAX_BATCH", "MessageWriter"]
+__all__ = ["BATCH_MIGRATION", "MAX_BATCH", "MessageWriter"]
 
 log = logging.getLogger("trunkline.chat")
 
@@ -69,41 +71,76 @@ _MUTE_OVER_BATCH = _MUTE_OVER.replace("$5", "$1")
 # Both read the room's last number as it was before the statement (PostgreSQL's snapshot;
 # SQLite's INSERT ... SELECT from the table it inserts into reads it all first), and number a
 # room's rows by their rank ``n`` among those that pass the checks: no gap, whatever fails.
-# What a stored row says that the batch did not know: the rest is the send's, and a new
-# message's (created now, never edited, version 1).
-_RETURNED = "id, room_id, seq, sender_id, client_msg_id"
+# What was stored comes back as one value, a JSON array of [id, room, seq, sender, client id]
+# (see BATCH_MIGRATION for why); the rest is the send's, and a new message's (created now,
+# never edited, version 1).
 _NOT_STORED = """NOT EXISTS (SELECT 1 FROM chat_messages d
                   WHERE d.room_id = b.room_id AND d.sender_id = b.sender_id
                     AND d.client_msg_id = b.client_msg_id)"""
+
+BATCH_MIGRATION = db.Migration(
+    5,
+    "store a batch of messages through the view chat_message_batches (SQLite)",
+    postgresql="SELECT 1",
+    # Written out rather than built from the statements above: a migration's text is
+    # checksummed once applied, and must not change with them.
+    sqlite="""
+CREATE VIEW chat_message_batches (created_at, sends, after_id) AS SELECT NULL, NULL, NULL WHERE 0;
+CREATE TRIGGER chat_message_batches_store INSTEAD OF INSERT ON chat_message_batches BEGIN
+    INSERT INTO chat_messages (room_id, seq, sender_id, client_msg_id, body, created_at)
+    SELECT b.room_id,
+           (SELECT COALESCE(MAX(c.seq), 0) FROM chat_messages c
+            WHERE c.room_id = b.room_id)
+           + ROW_NUMBER() OVER (PARTITION BY b.room_id ORDER BY b.n),
+           b.sender_id, b.client_msg_id, b.body, new.created_at
+    FROM (SELECT key AS n, value ->> 0 AS room_id, value ->> 1 AS sender_id,
+                 value ->> 2 AS client_msg_id, value ->> 3 AS body
+          FROM json_each(new.sends)) AS b
+    JOIN chat_room_members m ON m.room_id = b.room_id AND m.user_id = b.sender_id
+    WHERE (NOT m.muted OR (m.muted_until IS NOT NULL AND m.muted_until <= new.created_at))
+      AND NOT EXISTS (SELECT 1 FROM chat_messages d
+                      WHERE d.room_id = b.room_id AND d.sender_id = b.sender_id
+                        AND d.client_msg_id = b.client_msg_id)
+    ON CONFLICT DO NOTHING;
+END;
+""",
+)
+"""Migration 5 of the ``"chat"`` component, SQLite only: a batch is stored by inserting one
+row into the view ``chat_message_batches`` (``sends``, the JSON array of the batch; the time;
+``after_id``, the highest message id before it), whose trigger inserts the messages; the
+statement returns, in one row, the messages with an id above ``after_id`` - SQLite numbers
+new rows above the highest. Python's ``sqlite3`` gives up the GIL and takes it back for every
+row a statement returns; while the event loop is busy, taking it back waits for the loop's
+thread to let go (up to ``sys.getswitchinterval()``, 5 ms), so a batch returned a row per
+message took longer the busier the node was, and capped the node's sends per second. One
+row costs the writer two such waits whatever the batch's size. The view stores nothing."""
+
 _APPEND_BATCH = db.Query(
     "chat.messages.append_batch",
     postgresql=f"""
-        INSERT INTO chat_messages (room_id, seq, sender_id, client_msg_id, body, created_at)
-        SELECT b.room_id,
-               (SELECT COALESCE(MAX(c.seq), 0) FROM chat_messages c
-                WHERE c.room_id = b.room_id)
-               + ROW_NUMBER() OVER (PARTITION BY b.room_id ORDER BY b.n),
-               b.sender_id, b.client_msg_id, b.body, $1::timestamptz
-        FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY
-             AS b(room_id, sender_id, client_msg_id, body, n)
-        JOIN chat_room_members m ON m.room_id = b.room_id AND m.user_id = b.sender_id
-        WHERE {_MUTE_OVER_BATCH} AND {_NOT_STORED}
-        ON CONFLICT DO NOTHING
-        RETURNING {_RETURNED}""",
-    sqlite=f"""
-        INSERT INTO chat_messages (room_id, seq, sender_id, client_msg_id, body, created_at)
-        SELECT b.room_id,
-               (SELECT COALESCE(MAX(c.seq), 0) FROM chat_messages c
-                WHERE c.room_id = b.room_id)
-               + ROW_NUMBER() OVER (PARTITION BY b.room_id ORDER BY b.n),
-               b.sender_id, b.client_msg_id, b.body, $1
-        FROM (SELECT key AS n, value ->> 0 AS room_id, value ->> 1 AS sender_id,
-                     value ->> 2 AS client_msg_id, value ->> 3 AS body
-              FROM json_each($2)) AS b
-        JOIN chat_room_members m ON m.room_id = b.room_id AND m.user_id = b.sender_id
-        WHERE {_MUTE_OVER_BATCH} AND {_NOT_STORED}
-        ON CONFLICT DO NOTHING
-        RETURNING {_RETURNED}""",
+        WITH stored AS (
+            INSERT INTO chat_messages (room_id, seq, sender_id, client_msg_id, body, created_at)
+            SELECT b.room_id,
+                   (SELECT COALESCE(MAX(c.seq), 0) FROM chat_messages c
+                    WHERE c.room_id = b.room_id)
+                   + ROW_NUMBER() OVER (PARTITION BY b.room_id ORDER BY b.n),
+                   b.sender_id, b.client_msg_id, b.body, $1::timestamptz
+            FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY
+                 AS b(room_id, sender_id, client_msg_id, body, n)
+            JOIN chat_room_members m ON m.room_id = b.room_id AND m.user_id = b.sender_id
+            WHERE {_MUTE_OVER_BATCH} AND {_NOT_STORED}
+            ON CONFLICT DO NOTHING
+            RETURNING id, room_id, seq, sender_id, client_msg_id
+        )
+        SELECT COALESCE(json_agg(json_build_array(id, room_id, seq, sender_id, client_msg_id)),
+                        '[]')::text
+        FROM stored""",
+    sqlite="""
+        INSERT INTO chat_message_batches (created_at, sends, after_id)
+        VALUES ($1, $2, (SELECT COALESCE(MAX(id), 0) FROM chat_messages))
+        RETURNING (SELECT json_group_array(
+                              json_array(id, room_id, seq, sender_id, client_msg_id))
+                   FROM chat_messages WHERE id > after_id)""",
 )
 
 
@@ -233,7 +270,8 @@ class MessageWriter:
         database = batch[0].database
         at = _now()
         try:
-            rows = await database.fetch(_APPEND_BATCH, *_arguments(database, batch, at))
+            stored_json = await database.fetch_val(_APPEND_BATCH, *_arguments(database, batch, at))
+            rows = orjson.loads(stored_json) if stored_json else []
         except db.DatabaseError as error:
             log.debug("a batch of %d messages failed (%s); each is tried alone", len(batch), error)
             rows = []

@@ -20,6 +20,9 @@ rather than one by one as they are: see ``search_index.py``.
 Version 4, SQLite only: the search index merged a bounded step with each batch indexed,
 rather than by FTS5 on its own: see ``search_index.py``.
 
+Version 5, SQLite only: a batch of messages stored through a view whose trigger inserts
+them, so that what was stored comes back in one row: see ``message_writer.py``.
+
 Run them with ``await database.migrate({COMPONENT: MIGRATIONS})``.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 from trunkline import db
 
+from .message_writer import BATCH_MIGRATION
 from .rooms_schema import ROOMS_MIGRATION
 from .search_index import SEARCH_INDEX_MIGRATION, SEARCH_MERGE_MIGRATION
 
@@ -71,5 +75,6 @@ MIGRATIONS = [
     ROOMS_MIGRATION,
     SEARCH_INDEX_MIGRATION,
     SEARCH_MERGE_MIGRATION,
+    BATCH_MIGRATION,
 ]
 """The migrations of the ``"chat"`` component, in version order."""
