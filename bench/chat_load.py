@@ -6,21 +6,26 @@ share the server's core or one Python thread. The client is aiohttp's: measured 
 ``websockets``' client on the same broadcast, it costs about a quarter less CPU per frame
 received (its frame reader is compiled).
 
-Commands (each answered ``{"ok": true, ...}``, or ``{"ok": false, "error": ...}``):
+Commands (each answered ``{"ok": true, ...}``, or ``{"ok": false, "error": ...}``). The clients
+are held in named groups, one per server (``"group"``, the server's name), so that the clients
+of both servers can be connected at once and the steps of one server follow those of the
+other:
 
-- ``{"op": "connect", "url", "mode", "clients": [[tag, token, room], ...], "parallel"}``: open
-  a socket per client, at most ``parallel`` handshakes at a time. ``mode`` ``"trunkline"``:
-  ``url`` is the node's ``/socket``; each client sends ``auth`` with its token, then ``join``
-  of its room, and waits for both replies. ``mode`` ``"raw"``: the client connects to
-  ``url/<room>`` of the raw broadcast server (``chat_raw.py``). Answers ``connected``.
-- ``{"op": "run", "rate", "t0", "t1"}``: send ``rate`` messages a second, spread over the
+- ``{"op": "connect", "group", "url", "mode", "clients": [[tag, token, room], ...],
+  "parallel"}``: open a socket per client, at most ``parallel`` handshakes at a time.
+  ``mode`` ``"trunkline"``: ``url`` is the node's ``/socket``; each client sends ``auth`` with
+  its token, then ``join`` of its room, and waits for both replies. ``mode`` ``"raw"``: the
+  client connects to ``url/<room>`` of the raw broadcast server (``chat_raw.py``). Answers
+  ``connected``.
+- ``{"op": "run", "group", "rate", "t0", "t1"}``: send ``rate`` messages a second, spread over the
   clients in turn, from ``t0`` to ``t1`` (``time.monotonic()`` times, system-wide on Linux, so
   comparable between processes); answers ``sent`` at ``t1``. Frames received are counted
   against this window from then on.
-- ``{"op": "stats"}``: ``received`` (deliveries so far of the window's messages) and ``acks``.
-- ``{"op": "collect"}``: the window's counts and latency histograms, then forgets them.
-- ``{"op": "close"}``: close every client. ``{"op": "exit"}``: close and end the process (as
-  does the end of the standard input).
+- ``{"op": "stats", "group"}``: ``received`` (deliveries so far of the window's messages) and
+  ``acks``.
+- ``{"op": "collect", "group"}``: the window's counts and latency histograms, then forgets them.
+- ``{"op": "close"}``: close every client (``"group"``: of that group only). ``{"op": "exit"}``:
+  close and end the process (as does the end of the standard input).
 
 Every message's body starts with its sender's ``time.monotonic()`` at the send (17
 characters) and the sender's tag (6): a receiver finds them in a frame with one ``str.find``,
@@ -89,9 +94,11 @@ def sparse(histogram: list[int]) -> dict[str, int]:
     return {str(bucket): count for bucket, count in enumerate(histogram) if count}
 
 
-class Generator:
-    def __init__(self) -> None:
-        self.session: aiohttp.ClientSession | None = None
+class ClientGroup:
+    """The clients of one server."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
         self.clients: list[Client] = []
         self.readers: list[asyncio.Task[None]] = []
         self.window = Window()
@@ -107,11 +114,6 @@ class Generator:
     async def connect(
         self, url: str, mode: str, clients: list[list[Any]], parallel: int
     ) -> dict[str, Any]:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, force_close=True),
-                timeout=aiohttp.ClientTimeout(total=60),
-            )
         self.mode = mode
         self.closing = False
         self.connects += 1
@@ -130,7 +132,6 @@ class Generator:
     async def _open(
         self, gate: asyncio.Semaphore, url: str, tag: str, token: str | None, room: int
     ) -> None:
-        assert self.session is not None
         async with gate:
             if self.mode == "raw":
                 ws = await self.session.ws_connect(f"{url}/{room}", max_msg_size=0)
@@ -243,6 +244,44 @@ class Generator:
         await asyncio.gather(*readers, return_exceptions=True)
         self.dropped = 0
         return {"closed": len(clients)}
+
+
+class Generator:
+    """The client groups of this process, by name; commands go to the group they name."""
+
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        self.groups: dict[str, ClientGroup] = {}
+
+    def _group(self, name: str) -> ClientGroup:
+        found = self.groups.get(name)
+        if found is None:
+            if self.session is None:
+                self.session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=0, force_close=True),
+                    timeout=aiohttp.ClientTimeout(total=60),
+                )
+            found = self.groups[name] = ClientGroup(self.session)
+        return found
+
+    async def connect(self, group: str, **command: Any) -> dict[str, Any]:
+        return await self._group(group).connect(**command)
+
+    async def run(self, group: str, **command: Any) -> dict[str, Any]:
+        return await self._group(group).run(**command)
+
+    async def stats(self, group: str) -> dict[str, Any]:
+        return await self._group(group).stats()
+
+    async def collect(self, group: str) -> dict[str, Any]:
+        return await self._group(group).collect()
+
+    async def close(self, group: str | None = None) -> dict[str, Any]:
+        closing = list(self.groups) if group is None else [group]
+        closed = 0
+        for name in closing:
+            closed += (await self._group(name).close())["closed"]
+        return {"closed": closed}
 
     async def exit(self) -> dict[str, Any]:
         result = await self.close()

@@ -160,7 +160,8 @@ def start_raw(processes: Processes) -> Server:
 
 
 class Generators:
-    """The load generator processes, commanded one JSON line at a time."""
+    """The load generator processes, commanded one JSON line at a time. Each holds a group of
+    clients per server, named after it: the clients of both servers may be connected at once."""
 
     def __init__(self, processes: Processes, n: int) -> None:
         self.processes = processes
@@ -174,7 +175,7 @@ class Generators:
             )
             for i in range(n)
         ]
-        self.sizes = [0] * n  # clients held by each
+        self.sizes: dict[str, list[int]] = {}  # by server: the clients each worker holds
 
     def command(self, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """One command to each worker (all sent, then all answers read)."""
@@ -215,7 +216,14 @@ class Generators:
         started = time.perf_counter()
         replies = self.command(
             [
-                {"op": "connect", "url": server.url, "mode": mode, "clients": share, "parallel": 64}
+                {
+                    "op": "connect",
+                    "group": server.name,
+                    "url": server.url,
+                    "mode": mode,
+                    "clients": share,
+                    "parallel": 64,
+                }
                 for share in shares
             ]
         )
@@ -223,13 +231,15 @@ class Generators:
         if failed:
             first = next(reply["error"] for reply in replies if reply["failed"])
             raise RuntimeError(f"{server.name}: {failed} of {len(clients)} failed: {first}")
+        sizes = self.sizes.setdefault(server.name, [0] * n)
         for i, share in enumerate(shares):
-            self.sizes[i] += len(share)
+            sizes[i] += len(share)
         return time.perf_counter() - started
 
     def close(self) -> None:
+        """Close every client, of every server."""
         self.all({"op": "close"})
-        self.sizes = [0] * len(self.workers)
+        self.sizes = {}
 
     def cpu_s(self) -> float:
         return sum(cpu_s(worker.pid) for worker in self.workers)
