@@ -211,6 +211,18 @@ def test_message_frames_are_what_encode_writes_with_the_message_encoded_once(
     message = Message(12, 3, 45, 6, 'c"1', 'h\u00e9llo "there"\n', at, None, at, 2)
     message = replace(message, duplicate=duplicate)
     fields = protocol.message_fields(message)
+    assert fields == {
+        "id": 12,
+        "room": 3,
+        "seq": 45,
+        "sender": 6,
+        "client_msg_id": 'c"1',
+        "body": 'h\u00e9llo "there"\n',
+        "created_at": "2026-11-29T05:30:01.000250+00:00",  # as datetime.isoformat() writes it
+        "edited_at": None,
+        "deleted_at": "2026-11-29T05:30:01.000250+00:00",
+        "version": 2,
+    }
     push = protocol.encode_push("edit", message, at)
     assert push == protocol.encode(
         {"type": "edit", "room": 3, "seq": 45, "message": fields, "server_time": at.isoformat()}

@@ -251,7 +251,7 @@ def encode_push(kind: str, message: Message, server_time: datetime) -> str:
     ``{"type", "room", "seq", "message", "server_time"}``."""
     return (
         f'{{"type":{_json(kind)},"room":{message.room_id},"seq":{message.seq},'
-        f'"message":{message_json(message)},"server_time":{_json(server_time.isoformat())}}}'
+        f'"message":{message_json(message)},"server_time":{_json(server_time)}}}'
     )
 
 
@@ -269,25 +269,29 @@ def message_json(message: Message) -> str:
     reply to its sender carry the same text (kept on the message, outside its fields)."""
     text: str | None = message.__dict__.get("_json")
     if text is None:
-        text = _json(message_fields(message))
+        # The times as datetimes: orjson writes them as isoformat() would, four times faster.
+        text = _json(
+            {
+                "id": message.id,
+                "room": message.room_id,
+                "seq": message.seq,
+                "sender": message.sender_id,
+                "client_msg_id": message.client_msg_id,
+                "body": message.body,
+                "created_at": message.created_at,
+                "edited_at": message.edited_at,
+                "deleted_at": message.deleted_at,
+                "version": message.version,
+            }
+        )
         object.__setattr__(message, "_json", text)  # a cache, not a field: frozen is kept
     return text
 
 
 def message_fields(message: Message) -> dict[str, Any]:
-    """A stored message as the protocol shows it."""
-    return {
-        "id": message.id,
-        "room": message.room_id,
-        "seq": message.seq,
-        "sender": message.sender_id,
-        "client_msg_id": message.client_msg_id,
-        "body": message.body,
-        "created_at": message.created_at.isoformat(),
-        "edited_at": None if message.edited_at is None else message.edited_at.isoformat(),
-        "deleted_at": None if message.deleted_at is None else message.deleted_at.isoformat(),
-        "version": message.version,
-    }
+    """A stored message as the protocol shows it (times as ISO 8601 text)."""
+    fields: dict[str, Any] = orjson.loads(message_json(message))
+    return fields
 
 
 def _is_request_id(value: object) -> bool:
