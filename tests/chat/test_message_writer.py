@@ -204,6 +204,34 @@ async def test_a_batch_holds_at_most_max_batch_sends(backend: Backend) -> None:
         assert await database.fetch_val("SELECT count(*) FROM chat_messages") == count
 
 
+async def test_a_send_on_a_quiet_writer_does_not_wait_for_the_interval(
+    backend: Backend,
+) -> None:
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 1)
+        writer = MessageWriter(batch_interval_s=0.9)
+        first = await asyncio.wait_for(writer.store(database, rooms[0], owners[0], "a", "1"), 0.8)
+        assert first.seq == 1
+
+
+async def test_sends_during_a_batch_and_just_after_it_go_together(backend: Backend) -> None:
+    # A busy node: the next batch starts an interval after the last began, with what came
+    # meanwhile, not with the first send to arrive once the last batch is stored.
+    async with rooms_database(backend) as database:
+        rooms, owners = await rooms_of(database, 3)
+        writer = MessageWriter(batch_interval_s=0.5)
+        with telemetry.capture([QUERY_STOP]) as seen:
+            first = writer.store(database, rooms[0], owners[0], "first", "1")
+            await asyncio.sleep(0)  # the writer takes it: a batch of its own
+            during = writer.store(database, rooms[1], owners[1], "during", "2")
+            await first
+            after = writer.store(database, rooms[2], owners[2], "after", "3")
+            assert not during.done()
+            await asyncio.gather(during, after)
+        assert statements(seen) == ["chat.messages.append_batch"] * 2
+        assert (await during).created_at == (await after).created_at  # one statement
+
+
 async def test_a_writer_that_fails_leaves_no_caller_waiting(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -200,6 +200,11 @@ def test_limits_are_checked() -> None:
         ChatLimits(rate_per_s=-1)
     with pytest.raises(ValueError, match="room_idle_s"):
         ChatLimits(room_idle_s=True)
+    with pytest.raises(ValueError, match="batch_interval_s"):
+        ChatLimits(batch_interval_s=-0.001)
+    with pytest.raises(ValueError, match="batch_interval_s"):
+        ChatLimits(batch_interval_s=1)
+    assert ChatLimits(batch_interval_s=0).batch_interval_s == 0  # off
 
 
 @pytest.mark.parametrize("request_id", [7, "a-7", None])

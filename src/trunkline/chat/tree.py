@@ -18,7 +18,7 @@ Beside the processes the tree holds what they share, none of it a process:
   per user and per room: "is this user connected" is one dictionary lookup, the seam of
   the notification events too;
 - ``message_writer``: the :class:`~trunkline.chat.message_writer.MessageWriter` that stores
-  the room processes' messages in batches;
+  the room processes' messages in batches (at most every ``limits.batch_interval_s``);
 - ``sockets``: the transports of the authenticated connections on this node, by user, for
   pushes to a user rather than a room (:func:`~trunkline.chat.pushes.push_to_user`).
 
@@ -75,6 +75,8 @@ class ChatLimits:
         request_timeout_s: a request to a room's process (send, edit, delete) not answered
             within this fails with ``RoomUnavailable`` (``internal``, retry): whether it was
             done is unknown, so a send is retried with the same ``client_msg_id``.
+        batch_interval_s: on a busy node, batches of sends are stored at most this often
+            (0: each as soon as the last is stored); see ``message_writer.py``.
     """
 
     room_idle_s: float = 60.0
@@ -89,6 +91,7 @@ class ChatLimits:
     request_timeout_s: float = 10.0
     presence_interval_s: float = 1.0
     search_index_interval_s: float = 1.0
+    batch_interval_s: float = 0.004
 
     def __post_init__(self) -> None:
         for name in (
@@ -103,6 +106,9 @@ class ChatLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"ChatLimits.{name} must be a number > 0, not {value!r}")
+        value = self.batch_interval_s
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise ValueError(f"ChatLimits.batch_interval_s must be in [0, 1), not {value!r}")
         for name in (
             "max_frame_bytes",
             "rate_burst",
@@ -151,6 +157,7 @@ class ChatTree:
     sockets: UserSockets = field(default_factory=UserSockets)
 
     def __post_init__(self) -> None:
+        self.message_writer.batch_interval_s = self.limits.batch_interval_s
         if self.presence is None:
             self.presence = otp.Presence(
                 "chat",

@@ -97,9 +97,10 @@ class ChatSettings(BaseModel):
         login_window_s: the sliding window of the login limits (15 minutes).
         room_idle_s, max_frame_bytes, rate_per_s, rate_burst, max_rooms_per_connection,
             idle_timeout_s, max_outbound_bytes, max_replay, typing_interval_s,
-            request_timeout_s, presence_interval_s, search_index_interval_s: the limits of
-            rooms and connections (:class:`~trunkline.chat.ChatLimits`, which says what each
-            one bounds; same defaults).
+            request_timeout_s, presence_interval_s, search_index_interval_s,
+            batch_interval_s: the limits of rooms and connections
+            (:class:`~trunkline.chat.ChatLimits`, which says what each one bounds; same
+            defaults).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -120,6 +121,7 @@ class ChatSettings(BaseModel):
     request_timeout_s: float = Field(default=10.0, gt=0)
     presence_interval_s: float = Field(default=1.0, gt=0)
     search_index_interval_s: float = Field(default=1.0, gt=0)
+    batch_interval_s: float = Field(default=0.004, ge=0, lt=1)
 
     def limits(self) -> ChatLimits:
         """The limits of the node's chat processes."""
