@@ -14,7 +14,7 @@ from trunkline import chat, db
 from trunkline.chat import moderation
 from trunkline.chat.exceptions import InvalidInput, Muted, NotFound, NotMember
 from trunkline.chat.message_writer import MAX_BATCH, MessageWriter
-from trunkline.chat.messages import get_message
+from trunkline.chat.messages import Message, get_message
 from trunkline.chat.rooms import create_room, join
 from trunkline.otp import telemetry
 
@@ -24,6 +24,19 @@ QUERY_STOP = ("trunkline", "db", "query", "stop")
 def statements(seen: list[telemetry.Emitted]) -> list[str]:
     """The statements run, by name, in order."""
     return [event.metadata["statement"] for event in seen]
+
+
+async def store_in_turn(
+    writer: MessageWriter, database: db.Database, rooms: list[int], owners: list[int], count: int
+) -> list[Message]:
+    """``count`` sends handed over at once, to the rooms in turn, each by the room's owner."""
+    n = len(rooms)
+    return await asyncio.gather(
+        *(
+            writer.store(database, rooms[i % n], owners[i % n], f"m{i}", f"c{i}")
+            for i in range(count)
+        )
+    )
 
 
 async def rooms_of(database: db.Database, count: int) -> tuple[list[int], list[int]]:
@@ -60,12 +73,7 @@ async def test_a_rooms_sends_at_once_are_numbered_in_order_without_gaps(backend:
         rooms, owners = await rooms_of(database, 3)
         writer = MessageWriter()
         with telemetry.capture([QUERY_STOP]) as seen:
-            sent = await asyncio.gather(
-                *(
-                    writer.store(database, rooms[i % 3], owners[i % 3], f"m{i}", f"c{i}")
-                    for i in range(30)
-                )
-            )
+            sent = await store_in_turn(writer, database, rooms, owners, 30)
         for room in rooms:
             mine = [m for m in sent if m.room_id == room]
             assert sorted(m.seq for m in mine) == list(range(1, 11))
@@ -265,12 +273,7 @@ async def test_a_batch_comes_back_in_one_row_whatever_its_size(sqlite: Backend) 
         rooms, owners = await rooms_of(database, 3)
         writer = MessageWriter()
         with telemetry.capture([QUERY_STOP]) as seen:
-            sent = await asyncio.gather(
-                *(
-                    writer.store(database, rooms[i % 3], owners[i % 3], f"m{i}", f"c{i}")
-                    for i in range(90)
-                )
-            )
+            sent = await store_in_turn(writer, database, rooms, owners, 90)
         assert statements(seen) == ["chat.messages.append_batch"]
         assert seen[0].measurements["rows"] == 1
         for message in sent:
