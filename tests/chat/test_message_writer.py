@@ -16,6 +16,7 @@ from trunkline.chat.exceptions import InvalidInput, Muted, NotFound, NotMember
 from trunkline.chat.message_writer import MAX_BATCH, MessageWriter
 from trunkline.chat.messages import Message, get_message
 from trunkline.chat.rooms import create_room, join
+from trunkline.chat.tree import ChatLimits, ChatTree
 from trunkline.otp import telemetry
 
 QUERY_STOP = ("trunkline", "db", "query", "stop")
@@ -315,3 +316,10 @@ async def test_batches_carry_on_from_messages_stored_before_the_batch_migration(
             *(writer.store(database, room, ada, f"new {i}", f"n{i}") for i in range(3))
         )
         assert [(m.seq, m.body) for m in sent] == [(2, "new 0"), (3, "new 1"), (4, "new 2")]
+
+
+async def test_the_chat_tree_gives_its_writer_the_batch_interval_of_its_limits() -> None:
+    assert (
+        ChatTree(limits=ChatLimits(batch_interval_s=0.01)).message_writer.batch_interval_s == 0.01
+    )
+    assert ChatTree().message_writer.batch_interval_s == 0  # off by default

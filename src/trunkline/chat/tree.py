@@ -18,7 +18,7 @@ Beside the processes the tree holds what they share, none of it a process:
   per user and per room: "is this user connected" is one dictionary lookup, the seam of
   the notification events too;
 - ``message_writer``: the :class:`~trunkline.chat.message_writer.MessageWriter` that stores
-  the room processes' messages in batches (at most every ``limits.batch_interval_s``);
+  the room processes' messages in batches (``limits.batch_interval_s`` apart at least);
 - ``sockets``: the transports of the authenticated connections on this node, by user, for
   pushes to a user rather than a room (:func:`~trunkline.chat.pushes.push_to_user`).
 
@@ -75,8 +75,9 @@ class ChatLimits:
         request_timeout_s: a request to a room's process (send, edit, delete) not answered
             within this fails with ``RoomUnavailable`` (``internal``, retry): whether it was
             done is unknown, so a send is retried with the same ``client_msg_id``.
-        batch_interval_s: on a busy node, batches of sends are stored at most this often
-            (0: each as soon as the last is stored); see ``message_writer.py``.
+        batch_interval_s: batches of sends are stored at most this often (0, the default:
+            each as soon as the last is stored): less CPU, for that much more latency; see
+            ``message_writer.py``.
     """
 
     room_idle_s: float = 60.0
@@ -91,7 +92,7 @@ class ChatLimits:
     request_timeout_s: float = 10.0
     presence_interval_s: float = 1.0
     search_index_interval_s: float = 1.0
-    batch_interval_s: float = 0.004
+    batch_interval_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (

@@ -121,7 +121,7 @@ class ChatSettings(BaseModel):
     request_timeout_s: float = Field(default=10.0, gt=0)
     presence_interval_s: float = Field(default=1.0, gt=0)
     search_index_interval_s: float = Field(default=1.0, gt=0)
-    batch_interval_s: float = Field(default=0.004, ge=0, lt=1)
+    batch_interval_s: float = Field(default=0.0, ge=0, lt=1)
 
     def limits(self) -> ChatLimits:
         """The limits of the node's chat processes."""
