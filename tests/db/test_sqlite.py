@@ -160,6 +160,21 @@ async def test_memory_database_has_one_connection_and_works_alike() -> None:
 
 
 @pytest.mark.real_clock
+@pytest.mark.parametrize(("options", "expected"), [("", 2), ("?temp_store=file", 1)])
+async def test_temporary_b_trees_go_where_the_url_says_on_every_connection(
+    options: str, expected: int
+) -> None:
+    # SQLite's numbers: 1 is FILE, 2 is MEMORY.
+    async with sqlite_file(options=options) as [database]:
+        async with database.transaction() as tx:  # the writer
+            assert await tx.fetch_val("PRAGMA temp_store") == expected
+        readers = await asyncio.gather(
+            *(database.fetch_val("SELECT temp_store FROM pragma_temp_store") for _ in range(8))
+        )
+        assert readers == [expected] * 8
+
+
+@pytest.mark.real_clock
 async def test_a_file_that_cannot_be_opened_is_named() -> None:
     with tempfile.TemporaryDirectory() as directory:
         missing = Path(directory) / "no" / "such" / "dir.db"

@@ -10,7 +10,12 @@ from trunkline.db.url import DatabaseURL, mask_password
 def test_the_default_is_a_sqlite_file_in_the_working_directory() -> None:
     url = DatabaseURL.parse(DEFAULT_URL)
     assert (url.dialect, url.path) == ("sqlite", "./trunkline.db")
-    assert url.options == {"readers": 4, "busy_timeout_s": 5.0, "synchronous": "full"}
+    assert url.options == {
+        "readers": 4,
+        "busy_timeout_s": 5.0,
+        "synchronous": "full",
+        "temp_store": "memory",
+    }
 
 
 @pytest.mark.parametrize(
@@ -28,8 +33,15 @@ def test_sqlite_paths(text: str, path: str) -> None:
 
 
 def test_sqlite_options_are_parsed_and_checked() -> None:
-    url = DatabaseURL.parse("sqlite:///x.db?readers=0&busy_timeout_s=0.5&synchronous=NORMAL")
-    assert url.options == {"readers": 0, "busy_timeout_s": 0.5, "synchronous": "normal"}
+    url = DatabaseURL.parse(
+        "sqlite:///x.db?readers=0&busy_timeout_s=0.5&synchronous=NORMAL&temp_store=File"
+    )
+    assert url.options == {
+        "readers": 0,
+        "busy_timeout_s": 0.5,
+        "synchronous": "normal",
+        "temp_store": "file",
+    }
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
@@ -81,6 +93,7 @@ def test_postgresql_defaults_as_libpq() -> None:
         ("sqlite:///x.db?readers=-1", "readers='-1': expected an integer >= 0"),
         ("sqlite:///x.db?busy_timeout_s=soon", "expected a number of seconds > 0"),
         ("sqlite:///x.db?synchronous=maybe", "expected one of off, normal, full, extra"),
+        ("sqlite:///x.db?temp_store=disk", "expected one of memory, file"),
         ("sqlite:///x.db?pool=3", "unknown option 'pool'"),
         ("postgresql://u:pw@h:port/db", "Port could not be cast"),
         ("postgresql://u:pw@h/db?max_size=0", "max_size='0'"),

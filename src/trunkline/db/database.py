@@ -236,12 +236,12 @@ def connect(url: str = DEFAULT_URL) -> _Connect:
         postgresql://user:pw@host:5432/db  PostgreSQL (also postgres://)
 
     Options in the query string: SQLite ``readers`` (reader connections, 4),
-    ``busy_timeout_s`` (5), ``synchronous`` (``full``); PostgreSQL ``min_size`` (1),
-    ``max_size`` (10), ``connect_timeout_s`` (10), ``reconnect_timeout_s`` (10),
-    ``command_timeout_s`` (60: a statement with no answer by then fails with
-    ``ConnectionLost``; 0: none), ``health_check_interval_s`` (15: how often the listening
-    connection is checked); other PostgreSQL parameters go to asyncpg and the server
-    (``?search_path=app``). See docs/database.md.
+    ``busy_timeout_s`` (5), ``synchronous`` (``full``), ``temp_store`` (``memory``);
+    PostgreSQL ``min_size`` (1), ``max_size`` (10), ``connect_timeout_s`` (10),
+    ``reconnect_timeout_s`` (10), ``command_timeout_s`` (60: a statement with no answer by
+    then fails with ``ConnectionLost``; 0: none), ``health_check_interval_s`` (15: how often
+    the listening connection is checked); other PostgreSQL parameters go to asyncpg and the
+    server (``?search_path=app``). See docs/database.md.
 
     Raises:
         InvalidURL: at once, for a URL it cannot use (its message masks the password).

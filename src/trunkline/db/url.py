@@ -72,6 +72,14 @@ def _synchronous(text: str) -> str:
     return value
 
 
+def _temp_store(text: str) -> str:
+    """one of memory, file"""
+    value = text.lower()
+    if value not in ("memory", "file"):
+        raise ValueError
+    return value
+
+
 # The layer's own options per dialect: name -> (parser, default). Parsers raise ValueError,
 # and their docstring says what was expected.
 _OPTIONS: dict[Dialect, dict[str, tuple[Callable[[str], Any], Any]]] = {
@@ -79,6 +87,7 @@ _OPTIONS: dict[Dialect, dict[str, tuple[Callable[[str], Any], Any]]] = {
         "readers": (_count(0), 4),
         "busy_timeout_s": (_seconds, 5.0),
         "synchronous": (_synchronous, "full"),
+        "temp_store": (_temp_store, "memory"),
     },
     "postgresql": {
         "min_size": (_count(0), 1),

@@ -160,8 +160,7 @@ class SQLiteDriver(Driver):
         assert path is not None
 
         def connect(writer: bool) -> Callable[[], sqlite3.Connection]:
-            busy_timeout_s, synchronous = options["busy_timeout_s"], options["synchronous"]
-            return lambda: work.open_connection(path, busy_timeout_s, synchronous, writer)
+            return lambda: work.open_connection(path, options, writer)
 
         # The writer first: it turns WAL on before any reader opens the file.
         try:
