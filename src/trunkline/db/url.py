@@ -64,20 +64,15 @@ def _seconds_or_none(text: str) -> float | None:
     return value or None
 
 
-def _synchronous(text: str) -> str:
-    """one of off, normal, full, extra"""
-    value = text.lower()
-    if value not in ("off", "normal", "full", "extra"):
-        raise ValueError
-    return value
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.lower()
+        if value not in choices:
+            raise ValueError
+        return value
 
-
-def _temp_store(text: str) -> str:
-    """one of memory, file"""
-    value = text.lower()
-    if value not in ("memory", "file"):
-        raise ValueError
-    return value
+    parse.__doc__ = f"one of {', '.join(choices)}"
+    return parse
 
 
 # The layer's own options per dialect: name -> (parser, default). Parsers raise ValueError,
@@ -86,8 +81,8 @@ _OPTIONS: dict[Dialect, dict[str, tuple[Callable[[str], Any], Any]]] = {
     "sqlite": {
         "readers": (_count(0), 4),
         "busy_timeout_s": (_seconds, 5.0),
-        "synchronous": (_synchronous, "full"),
-        "temp_store": (_temp_store, "memory"),
+        "synchronous": (_one_of("off", "normal", "full", "extra"), "full"),
+        "temp_store": (_one_of("memory", "file"), "memory"),
     },
     "postgresql": {
         "min_size": (_count(0), 1),
